@@ -1,0 +1,11 @@
+"""symdmft: finite-width dynamical mean field theory of wide neural networks.
+
+Public API (ARCHITECTURE.md): ``mlp``, ``Data``, ``TimeGrid``, ``derive``, ``solve``,
+``simulate``. Conventions and equations: THEORY.md.
+"""
+from .arch import mlp
+from .problem import Data, TimeGrid, default_data
+
+__version__ = "0.1.0"
+
+__all__ = ["mlp", "Data", "TimeGrid", "default_data", "__version__"]
