@@ -5,7 +5,9 @@ Public API (ARCHITECTURE.md): ``mlp``, ``Data``, ``TimeGrid``, ``derive``, ``sol
 """
 from .arch import mlp
 from .problem import Data, TimeGrid, default_data
+from .runtime import solve
+from .simulate import simulate
 
 __version__ = "0.1.0"
 
-__all__ = ["mlp", "Data", "TimeGrid", "default_data", "__version__"]
+__all__ = ["mlp", "Data", "TimeGrid", "default_data", "solve", "simulate", "__version__"]

@@ -53,6 +53,16 @@ def parse_activation(activation) -> sp.Expr:
     return expr
 
 
+def regularise(expr: sp.Expr) -> sp.Expr:
+    """Make a derivative of a kinked activation printable: Heaviside -> step, DiracDelta -> 0.
+
+    The Dirac part of relu'' sits on a set of measure zero for the continuous sources of
+    THEORY.md §2, so dropping it leaves every site average unchanged.
+    """
+    expr = expr.replace(sp.DiracDelta, lambda *a: sp.S.Zero)
+    return expr.replace(sp.Heaviside, lambda x, *a: sp.Piecewise((1, x > 0), (0, True)))
+
+
 def activation_name(expr: sp.Expr) -> str:
     """The built-in name of ``expr`` if it is one, else its string form."""
     for name, builtin in BUILTIN.items():

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 import sympy as sp
 
-from .activations import activation_name, h, parse_activation
+from .activations import activation_name, h, parse_activation, regularise
 
 
 def check_positive(name: str, value, integer: bool = False):
@@ -25,16 +25,6 @@ def check_positive(name: str, value, integer: bool = False):
         kind = "a positive integer" if integer else "a finite number > 0"
         raise ValueError(f"{name} must be {kind}, got {value!r}")
     return int(value) if integer else float(value)
-
-
-def regularise(expr: sp.Expr) -> sp.Expr:
-    """Make a derivative of a kinked activation printable: Heaviside -> step, DiracDelta -> 0.
-
-    The Dirac part of relu'' sits on a set of measure zero for the continuous sources of
-    THEORY.md §2, so dropping it leaves every site average unchanged.
-    """
-    expr = expr.replace(sp.DiracDelta, lambda *a: sp.S.Zero)
-    return expr.replace(sp.Heaviside, lambda x, *a: sp.Piecewise((1, x > 0), (0, True)))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,94 @@
+"""Emit a solver module for a lowered site process (ARCHITECTURE.md, codegen/).
+
+``emit(lowered, backend)`` fills the driver templates of ``templates.py`` with the
+printed IR blocks. Output is deterministic (same IR, byte-identical source), so the
+built-in modules in ``generated/`` can be checked for staleness by regenerating them.
+"""
+from __future__ import annotations
+
+from string import Template
+
+from ..lower.ir import POINT, Block, Contract, Pointwise
+from . import templates
+from .printers import NumbaPrinter, NumPyPrinter
+
+GENERATOR_VERSION = "1"
+BACKENDS = ("numba", "numpy")
+
+# Names the driver templates bind to slices of their own arrays (no scratch needed).
+_BOUND = {"step": {"h_next"}, "tangent_step": {"dh_next"}, "features": set(),
+          "tangent_features": set()}
+
+
+def _scratch(block: Block, bound: set, indent: int) -> str:
+    """``name = np.empty(n)`` for every vector temporary of ``block`` (Numba only)."""
+    lines = []
+    for stmt in block.statements:
+        if stmt.target in bound or block.kind.get(stmt.target) != "vec":
+            continue
+        over = POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
+        lines.append(f"{' ' * indent}{stmt.target} = np.empty(n_{over})")
+    return "\n".join(lines) or f"{' ' * indent}pass"
+
+
+def _accumulate_numba(kernels, indent: int, tangent: bool) -> str:
+    pad = " " * indent
+    if not tangent:
+        return "\n".join(f"{pad}kernels[k, {n}, mu, nu] += wi * {f}[mu] * {f}[nu]"
+                         for n, (_, f) in enumerate(kernels))
+    return "\n".join(f"{pad}dK[j, k, {n}, mu, nu] += wi * (d{f}[mu] * {f}[nu] + {f}[mu] * d{f}[nu])"
+                     for n, (_, f) in enumerate(kernels))
+
+
+def _accumulate_numpy(kernels, indent: int, tangent: bool) -> str:
+    pad, lines = " " * indent, []
+    for n, (_, f) in enumerate(kernels):
+        if not tangent:
+            lines.append(f"{pad}kernels[k, {n}] = (weights[:, None] * {f}[:, :n_train]).T @ {f}[:, :n_train]")
+        else:
+            lines.append(f"{pad}cross = (weights[:, None] * d{f}[:, :n_train]).T @ {f}[:, :n_train]")
+            lines.append(f"{pad}dK[j, k, {n}] = cross + cross.T")
+    return "\n".join(lines)
+
+
+def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
+    """Python source of the solver module for ``lowered`` on ``backend``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    from .. import __version__
+    numba = backend == "numba"
+    printer = NumbaPrinter() if numba else NumPyPrinter()
+    acc = _accumulate_numba if numba else _accumulate_numpy
+    phi, dphi, ddphi = lowered.derivatives
+    fields = dict(
+        version=version or __version__, backend=backend, title=lowered.title,
+        phi=phi, dphi=dphi, ddphi=ddphi, fingerprint=lowered.fingerprint(),
+        kernel_names=repr(tuple(name for name, _ in lowered.kernels)),
+        n_kernels=len(lowered.kernels),
+        features=printer.body(lowered.features, 12 if numba else 8),
+        step=printer.body(lowered.step, 12 if numba else 8),
+        tangent_features=printer.body(lowered.tangent_features, 16 if numba else 12),
+        tangent_step=printer.body(lowered.tangent_step, 16 if numba else 12),
+        accumulate=acc(lowered.kernels, 20 if numba else 8, False),
+        accumulate_tangent=acc(lowered.kernels, 24 if numba else 12, True),
+    )
+    n_act = len(lowered.activations.statements)
+    fields["n_act"] = n_act
+    fields["act_list"] = ", ".join(f"act{n}" for n in range(n_act)) + ("," if n_act == 1 else "")
+    where = "k, i" if numba else "k"
+    for indent in (4, 12, 16):
+        pad = " " * indent
+        fields[f"activations_{indent}"] = printer.body(lowered.activations, indent)
+        fields[f"bind_activations_{indent}"] = "\n".join(
+            f"{pad}act{n} = ACT[{n}, {where}]" for n in range(n_act)) or f"{pad}pass"
+    if numba:   # site_activations writes straight into ACT
+        fields["bind_activations_12"] = "\n".join(
+            f"            act{n} = ACT[{n}, k, i]" for n in range(n_act)) or "            pass"
+        for name, indent in (("features", 4), ("step", 4), ("tangent_features", 8), ("tangent_step", 8)):
+            fields["scratch_" + name] = _scratch(getattr(lowered, name), _BOUND[name], indent)
+    source = Template(getattr(templates, backend.upper())).substitute(fields)
+    if not numba:   # site_features prints the features block at a shallower indent
+        source = source.replace(
+            "    n_site = h.shape[0]\n" + printer.body(lowered.features, 8),
+            "    n_site = h.shape[0]\n" + printer.body(lowered.features, 4))
+    return source

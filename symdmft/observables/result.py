@@ -1,0 +1,60 @@
+"""The result of ``sd.solve``: infinite-width dynamics and finite-width fluctuations.
+
+Shapes follow ARCHITECTURE.md: ``f`` (steps+1, P_all) train then test points;
+``f_cov`` (steps+1, P_all, steps+1, P_all) = N Cov[f_mu(t), f_nu(s)] at leading order;
+kernels on training points (steps+1, P, P) with their N Var. Kernel names: ``K`` (the
+NTK, THEORY.md §1), ``Phi1`` (feature kernel), ``G1`` (gradient kernel).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Result:
+    t: np.ndarray
+    f: np.ndarray
+    f_cov: np.ndarray
+    kernels: dict
+    kernels_var: dict
+    y: np.ndarray
+    params: dict = field(default_factory=dict)
+
+    @property
+    def ntk(self) -> np.ndarray:
+        return self.kernels["K"]
+
+    @property
+    def ntk_var(self) -> np.ndarray:
+        return self.kernels_var["K"]
+
+    @property
+    def f_var(self) -> np.ndarray:
+        """N Var f_mu(t), (steps+1, P_all): the diagonal of ``f_cov``."""
+        n_t, n_p = self.f.shape
+        return np.einsum("tmtm->tm", self.f_cov.reshape(n_t, n_p, n_t, n_p))
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.y[None, :] - self.f[:, : self.y.shape[0]]
+
+    def to_xarray(self):
+        import xarray as xr
+        n_t, n_p = self.f.shape
+        P = self.y.shape[0]
+        coords = {"t": self.t, "t2": self.t, "point": np.arange(n_p), "point2": np.arange(n_p),
+                  "i": np.arange(P), "j": np.arange(P)}
+        data = {
+            "f": (("t", "point"), self.f),
+            "f_var": (("t", "point"), self.f_var),
+            "f_cov": (("t", "point", "t2", "point2"), self.f_cov),
+            "y": (("i",), self.y),
+        }
+        for name, mean in self.kernels.items():
+            key = "ntk" if name == "K" else name
+            data[key] = (("t", "i", "j"), mean)
+            data[key + "_var"] = (("t", "i", "j"), self.kernels_var[name])
+        attrs = {"kind": "theory", **self.params}
+        return xr.Dataset(data, coords=coords, attrs=attrs)

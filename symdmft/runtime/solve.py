@@ -1,0 +1,74 @@
+"""``sd.solve``: the whole theory pipeline for one problem (THEORY.md §2-3).
+
+The body of ``solve`` is the list of stages (ARCHITECTURE.md habit 1):
+site process -> lowered IR -> generated module -> sources -> saddle (one forward pass)
+-> propagator (causal forward substitution) -> covariances.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..arch.mlp import check_positive
+from ..codegen.cache import load
+from ..codegen.module import BACKENDS
+from ..lower import lower
+from ..model.site import TwoLayerSite
+from ..observables.fluctuations import fluctuations
+from ..observables.result import Result
+from .samplers import SAMPLERS, covariance_root, make_rule
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def _diverged(what: str, k: int, eta: float) -> FloatingPointError:
+    return FloatingPointError(
+        f"{what} diverged at step {k} (t = {k * eta:g}): predictions or kernels became "
+        f"non-finite; reduce eta (now {eta:g}) below about 2 / lambda_max(K)")
+
+
+def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
+          backend: str = "numba") -> Result:
+    """Infinite-width dynamics and leading-order N Cov of predictions and kernels.
+
+    ``samples`` quadrature points of the sources (u, w(0)) (THEORY.md §2), drawn by
+    ``sampler`` (see ``symdmft.runtime.samplers``); ``backend`` 'numba' (fast) or 'numpy'
+    (reference). All inputs are checked before anything is compiled.
+    """
+    samples = check_positive("samples", samples, integer=True)
+    seed = check_seed(seed)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    site = TwoLayerSite(net)
+    module = load(lower(site), net.activation_name, backend)
+
+    rule = make_rule(data.P_all + 1, samples, seed, sampler)
+    h0 = np.ascontiguousarray(rule.zeta[:, :data.P_all] @ covariance_root(data.Kx_all).T)
+    w0 = np.ascontiguousarray(rule.zeta[:, data.P_all])
+    kx = np.ascontiguousarray(data.Kx)
+    H, W, f, kernels, diverged = module.forward(h0, w0, rule.weights, data.y, kx, grid.eta,
+                                                net.gamma0, grid.steps, net.center)
+    if diverged >= 0:
+        raise _diverged("the infinite-width dynamics", diverged, grid.eta)
+    delta_path = np.ascontiguousarray(data.y[None, :] - f[:, :data.P])
+    ACT = module.site_activations(H)
+    dF, dK = module.propagate(H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0)
+
+    means = {name: kernels[:, n] for n, (name, _) in enumerate(site.kernels)}
+    kx_train = kx[:data.P]
+    means["K"] = means["Phi1"] + means["G1"] * kx_train
+    f_cov, kernel_var = fluctuations(module, H, W, rule.weights, f, means, dF, dK, net.gamma0,
+                                     net.center, kx_train, site.kernels)
+    bad = [k for k in range(grid.steps + 1) if not np.all(np.isfinite(f_cov[k, :, k]))]
+    if bad:
+        raise _diverged("the finite-width propagator", bad[0], grid.eta)
+    params = {**net.describe(), **data.describe(), "eta": grid.eta, "steps": grid.steps,
+              "samples": rule.n, "seed": seed, "sampler": rule.method, "backend": backend}
+    return Result(grid.t, f, f_cov, means, kernel_var, data.y.copy(), params)
