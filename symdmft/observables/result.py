@@ -50,7 +50,7 @@ class Result:
             "f": (("t", "point"), self.f),
             "f_var": (("t", "point"), self.f_var),
             "f_cov": (("t", "point", "t2", "point2"), self.f_cov),
-            "y": (("i",), self.y),
+            "y": (("point",), np.concatenate([self.y, np.full(n_p - P, np.nan)])),
         }
         for name, mean in self.kernels.items():
             key = "ntk" if name == "K" else name
