@@ -1,0 +1,35 @@
+"""``symdmft generate``: (re)write the committed modules of the built-in activations.
+
+Generation is deterministic, so ``generate_builtin(check=True)`` doubles as the staleness
+test: it reports the files whose committed text differs from a fresh emission.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..arch.mlp import mlp
+from ..lower import lower
+from ..model.site import TwoLayerSite
+from .cache import BUILTIN_GENERATED, generated_name, write_atomic
+from .module import BACKENDS, emit
+
+
+def generated_dir() -> Path:
+    return Path(importlib.import_module("generated").__file__).parent
+
+
+def generate_builtin(check: bool = False, directory: Path | None = None) -> list[tuple[Path, bool]]:
+    """Emit every built-in module; returns (path, was_stale). With ``check`` nothing is written."""
+    directory = Path(directory) if directory else generated_dir()
+    report = []
+    for activation in BUILTIN_GENERATED:
+        lowered = lower(TwoLayerSite(mlp(activation=activation)))
+        for backend in BACKENDS:
+            path = directory / (generated_name(activation, backend) + ".py")
+            source = emit(lowered, backend)
+            stale = not path.exists() or path.read_text() != source
+            if stale and not check:
+                write_atomic(path, source)
+            report.append((path, stale))
+    return report
