@@ -4,10 +4,11 @@ Public API (ARCHITECTURE.md): ``mlp``, ``Data``, ``TimeGrid``, ``derive``, ``sol
 ``simulate``. Conventions and equations: THEORY.md.
 """
 from .arch import mlp
+from .expand import derive
 from .problem import Data, TimeGrid, default_data
 from .runtime import solve
 from .simulate import simulate
 
 __version__ = "0.1.0"
 
-__all__ = ["mlp", "Data", "TimeGrid", "default_data", "solve", "simulate", "__version__"]
+__all__ = ["mlp", "derive", "Data", "TimeGrid", "default_data", "solve", "simulate", "__version__"]
