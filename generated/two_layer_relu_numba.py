@@ -174,7 +174,9 @@ def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0):
     n_dir = (steps + 1) * n_train
     dF = np.zeros((n_dir, steps + 1, n_point))
     dK = np.zeros((n_dir, steps + 1, 2, n_train, n_train))
-    for j in prange(n_dir):
+    for jj in prange(n_dir):
+        # pair early (long) and late (short) sweeps so static scheduling balances threads
+        j = jj // 2 if jj % 2 == 0 else n_dir - 1 - jj // 2
         start = j // n_train
         source = j % n_train
         dH = np.zeros((n_site, n_point))

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..io import netcdf_attrs
+
 
 @dataclass
 class Result:
@@ -56,5 +58,5 @@ class Result:
             key = "ntk" if name == "K" else name
             data[key] = (("t", "i", "j"), mean)
             data[key + "_var"] = (("t", "i", "j"), self.kernels_var[name])
-        attrs = {"kind": "theory", **self.params}
+        attrs = netcdf_attrs({"kind": "theory", **self.params})
         return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -5,16 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-
-def _netcdf_attr(value):
-    """str / int / float only: bools become 0 / 1, NumPy scalars plain Python numbers."""
-    if isinstance(value, (bool, np.bool_)):
-        return int(value)
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, (int, float, str)):
-        return value
-    return str(value)
+from ..io import netcdf_attrs
 
 
 @dataclass
@@ -53,6 +44,6 @@ class SimResult:
         data_vars = {"f": (("network", "t", "point"), self.f), "y": (("point",), self.y),
                      "ntk": (dims, self.ntk)}
         data_vars.update({name: (dims, value) for name, value in self.kernels.items() if name != "K"})
-        attrs = {key: _netcdf_attr(value) for key, value in self.params.items()}
+        attrs = netcdf_attrs(self.params)
         attrs["kind"] = "simulation"
         return xr.Dataset(data_vars, coords=coords, attrs=attrs)
