@@ -90,8 +90,8 @@ def site_activations(H):
     return np.asarray([act0, act1], dtype=float).reshape((2,) + H.shape)
 
 
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0):
-    """Reference twin of the Numba ``propagate`` (one direction at a time)."""
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk=1):
+    """Reference twin of the Numba ``propagate`` (one direction at a time; no chunks)."""
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]

@@ -16,6 +16,7 @@ from numba import njit, prange
 
 FINGERPRINT = "15d1abc4ed55ac71"
 KERNELS = ('Phi1', 'G1')
+BATCH = 32     # propagator directions advanced together
 
 
 @njit(cache=True)
@@ -148,104 +149,199 @@ def site_activations(H):
 
 
 @njit(parallel=True, cache=True)
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0):
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk):
     """Columns of (I + D E)^{-1} by causal forward substitution (THEORY.md §3).
 
     Direction j = (start, source) puts a unit fluctuation on f_source(start); the tangent
     site process is driven by dDelta = -df on training points, one step at a time, so the
-    triangular solve happens inside the time loop. Returns dF (directions, steps+1, points)
-    and the induced kernel tangents dK (directions, steps+1, kernel, train, train).
+    triangular solve happens inside the time loop. Directions advance together in
+    batches: each site's tangent coefficients are computed once per step and applied to
+    the whole batch; sites are split into ``n_chunk`` parallel chunks. Returns dF (directions, steps+1, points) and the induced kernel
+    tangents dK (directions, steps+1, kernel, train, train).
     """
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]
     n_dir = (steps + 1) * n_train
+    batch = min(BATCH, n_dir)
+    n_chunk = max(1, min(n_site, n_chunk))
     dF = np.zeros((n_dir, steps + 1, n_point))
     dK = np.zeros((n_dir, steps + 1, 2, n_train, n_train))
-    for jj in prange(n_dir):
-        # pair early (long) and late (short) sweeps so static scheduling balances threads
-        j = jj // 2 if jj % 2 == 0 else n_dir - 1 - jj // 2
-        start = j // n_train
-        source = j % n_train
-        dH = np.zeros((n_site, n_point))
-        dW = np.zeros(n_site)
-        dH_new = np.zeros((n_site, n_point))
-        dW_new = np.zeros(n_site)
-        delta = np.empty(n_train)
-        ddelta = np.empty(n_train)
-        phi = np.empty(n_point)
-        dphi = np.empty(n_point)
-        g = np.empty(n_point)
-        dg = np.empty(n_point)
-        dout = np.empty(n_point)
-        e = np.empty(n_train)
-        de = np.empty(n_train)
-        s = np.empty(n_point)
-        ds = np.empty(n_point)
-        dr = np.empty(n_train)
-        for k in range(start, steps + 1):
-            for i in range(n_site):
-                h = H[k, i]
-                w = W[k, i]
-                dh = dH[i]
-                dw = dW[i]
-                act0 = ACT[0, k, i]
-                # tangent_features
-                for a in range(n_point):
-                    phi[a] = act0[a]
-                for a in range(n_point):
-                    dphi[a] = dh[a]*(1 - act0[a]**2)
-                for a in range(n_point):
-                    g[a] = w*(1 - act0[a]**2)
-                for a in range(n_point):
-                    dg[a] = -act0[a]*dh[a]*w*(2 - 2*act0[a]**2) + dw*(1 - act0[a]**2)
-                for a in range(n_point):
-                    dout[a] = act0[a]*dw/gamma0 + dh[a]*w*(1 - act0[a]**2)/gamma0
-                wi = weights[i]
+    delta = np.empty(n_train)
+    ddelta = np.zeros((n_train, batch))
+    part_f = np.zeros((n_chunk, n_point, batch))
+    part_k = np.zeros((n_chunk, 2, n_train, n_train, batch))
+    phi_all = np.empty((n_chunk, n_point))
+    cf1_dh_all = np.empty((n_chunk, n_point))
+    g_all = np.empty((n_chunk, n_point))
+    cf3_dh_all = np.empty((n_chunk, n_point))
+    cf3_dw_all = np.empty((n_chunk, n_point))
+    cf4_dh_all = np.empty((n_chunk, n_point))
+    cf4_dw_all = np.empty((n_chunk, n_point))
+    dphi_all = np.empty((n_chunk, n_point, batch))
+    dg_all = np.empty((n_chunk, n_point, batch))
+    dout_all = np.empty((n_chunk, n_point, batch))
+    e_all = np.empty((n_chunk, n_train))
+    cs1_ddelta_all = np.empty((n_chunk, n_train))
+    cs1_dh_all = np.empty((n_chunk, n_train))
+    s_all = np.empty((n_chunk, n_point))
+    cs4_ddelta_all = np.empty((n_chunk, n_train))
+    cs4_dh_all = np.empty((n_chunk, n_train))
+    cs6_ds_all = np.empty((n_chunk, n_point))
+    cs6_dw_all = np.empty((n_chunk, n_point))
+    de_all = np.empty((n_chunk, n_train, batch))
+    ds_all = np.empty((n_chunk, n_point, batch))
+    dr_all = np.empty((n_chunk, n_train, batch))
+    db_all = np.empty((n_chunk, batch))
+    dh_next_all = np.empty((n_chunk, n_point, batch))
+    dw_next_all = np.empty((n_chunk, batch))
+    for b0 in range(0, n_dir, batch):
+        n_batch = min(batch, n_dir - b0)
+        dH = np.zeros((n_site, n_point, batch))
+        dW = np.zeros((n_site, batch))
+        for k in range(b0 // n_train, steps + 1):
+            n_active = min(n_batch, (k + 1) * n_train - b0)
+            part_f[:] = 0.0
+            part_k[:] = 0.0
+            for c in prange(n_chunk):
+                phi = phi_all[c]
+                cf1_dh = cf1_dh_all[c]
+                g = g_all[c]
+                cf3_dh = cf3_dh_all[c]
+                cf3_dw = cf3_dw_all[c]
+                cf4_dh = cf4_dh_all[c]
+                cf4_dw = cf4_dw_all[c]
+                dphi = dphi_all[c]
+                dg = dg_all[c]
+                dout = dout_all[c]
+                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+                    h = H[k, i]
+                    w = W[k, i]
+                    dh = dH[i]
+                    dw = dW[i]
+                    act0 = ACT[0, k, i]
+                    # tangent_features: coefficients (once per site)
+                    for a in range(n_point):
+                        phi[a] = act0[a]
+                    for a in range(n_point):
+                        cf1_dh[a] = 1 - act0[a]**2
+                    for a in range(n_point):
+                        g[a] = w*(1 - act0[a]**2)
+                    for a in range(n_point):
+                        cf3_dh[a] = -act0[a]*w*(2 - 2*act0[a]**2)
+                    for a in range(n_point):
+                        cf3_dw[a] = 1 - act0[a]**2
+                    for a in range(n_point):
+                        cf4_dh[a] = w*(1 - act0[a]**2)/gamma0
+                    for a in range(n_point):
+                        cf4_dw[a] = act0[a]/gamma0
+                    # tangent_features: every direction of the batch
+                    for a in range(n_point):
+                        for j in range(n_active):
+                            dphi[a, j] = cf1_dh[a] * dh[a, j]
+                    for a in range(n_point):
+                        for j in range(n_active):
+                            dg[a, j] = cf3_dh[a] * dh[a, j] + cf3_dw[a] * dw[j]
+                    for a in range(n_point):
+                        for j in range(n_active):
+                            dout[a, j] = cf4_dh[a] * dh[a, j] + cf4_dw[a] * dw[j]
+                    wi = weights[i]
+                    for mu in range(n_point):
+                        for j in range(n_active):
+                            part_f[c, mu, j] += wi * dout[mu, j]
+                    for mu in range(n_train):
+                        for nu in range(n_train):
+                            for j in range(n_active):
+                                part_k[c, 0, mu, nu, j] += wi * (dphi[mu, j] * phi[nu] + phi[mu] * dphi[nu, j])
+                            for j in range(n_active):
+                                part_k[c, 1, mu, nu, j] += wi * (dg[mu, j] * g[nu] + g[mu] * dg[nu, j])
+            for j in range(n_active):
+                d = b0 + j
                 for mu in range(n_point):
-                    dF[j, k, mu] += wi * dout[mu]
-                for mu in range(n_train):
-                    for nu in range(n_train):
-                        dK[j, k, 0, mu, nu] += wi * (dphi[mu] * phi[nu] + phi[mu] * dphi[nu])
-                        dK[j, k, 1, mu, nu] += wi * (dg[mu] * g[nu] + g[mu] * dg[nu])
-            if k == start:
-                dF[j, k, source] += 1.0
+                    for c in range(n_chunk):
+                        dF[d, k, mu] += part_f[c, mu, j]
+                for n in range(2):
+                    for mu in range(n_train):
+                        for nu in range(n_train):
+                            for c in range(n_chunk):
+                                dK[d, k, n, mu, nu] += part_k[c, n, mu, nu, j]
+                if d // n_train == k:
+                    dF[d, k, d % n_train] += 1.0
             if k == steps:
                 break
             for a in range(n_train):
                 delta[a] = delta_path[k, a]
-                ddelta[a] = -dF[j, k, a]
-            for i in range(n_site):
-                h = H[k, i]
-                w = W[k, i]
-                dh = dH[i]
-                dw = dW[i]
-                dh_next = dH_new[i]
-                act0 = ACT[0, k, i]
-                # tangent_step
-                for a in range(n_train):
-                    e[a] = delta[a]*(1 - act0[a]**2)
-                for a in range(n_train):
-                    de[a] = -act0[a]*delta[a]*dh[a]*(2 - 2*act0[a]**2) + ddelta[a]*(1 - act0[a]**2)
-                for mu in range(n_point):
-                    acc = 0.0
+                for j in range(n_active):
+                    ddelta[a, j] = -dF[b0 + j, k, a]
+            for c in prange(n_chunk):
+                e = e_all[c]
+                cs1_ddelta = cs1_ddelta_all[c]
+                cs1_dh = cs1_dh_all[c]
+                s = s_all[c]
+                cs4_ddelta = cs4_ddelta_all[c]
+                cs4_dh = cs4_dh_all[c]
+                cs6_ds = cs6_ds_all[c]
+                cs6_dw = cs6_dw_all[c]
+                de = de_all[c]
+                ds = ds_all[c]
+                dr = dr_all[c]
+                db = db_all[c]
+                dh_next = dh_next_all[c]
+                dw_next = dw_next_all[c]
+                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+                    h = H[k, i]
+                    w = W[k, i]
+                    dh = dH[i]
+                    dw = dW[i]
+                    act0 = ACT[0, k, i]
+                    # tangent_step: coefficients (once per site)
                     for a in range(n_train):
-                        acc += kx[mu, a] * e[a]
-                    s[mu] = acc
-                for mu in range(n_point):
-                    acc = 0.0
+                        e[a] = delta[a]*(1 - act0[a]**2)
                     for a in range(n_train):
-                        acc += kx[mu, a] * de[a]
-                    ds[mu] = acc
-                for a in range(n_train):
-                    dr[a] = act0[a]*ddelta[a] + delta[a]*dh[a]*(1 - act0[a]**2)
-                db = 0.0
-                for a in range(n_train):
-                    db += dr[a]
-                for a in range(n_point):
-                    dh_next[a] = dh[a] + ds[a]*eta*gamma0*w + dw*eta*gamma0*s[a]
-                dw_next = db*eta*gamma0 + dw
-                dW_new[i] = dw_next
-            dH, dH_new = dH_new, dH
-            dW, dW_new = dW_new, dW
+                        cs1_ddelta[a] = 1 - act0[a]**2
+                    for a in range(n_train):
+                        cs1_dh[a] = -act0[a]*delta[a]*(2 - 2*act0[a]**2)
+                    for mu in range(n_point):
+                        acc = 0.0
+                        for a in range(n_train):
+                            acc += kx[mu, a] * e[a]
+                        s[mu] = acc
+                    for a in range(n_train):
+                        cs4_ddelta[a] = act0[a]
+                    for a in range(n_train):
+                        cs4_dh[a] = delta[a]*(1 - act0[a]**2)
+                    for a in range(n_point):
+                        cs6_ds[a] = eta*gamma0*w
+                    for a in range(n_point):
+                        cs6_dw[a] = eta*gamma0*s[a]
+                    cs7_db = eta*gamma0
+                    # tangent_step: every direction of the batch
+                    for a in range(n_train):
+                        for j in range(n_active):
+                            de[a, j] = cs1_ddelta[a] * ddelta[a, j] + cs1_dh[a] * dh[a, j]
+                    for mu in range(n_point):
+                        for j in range(n_active):
+                            ds[mu, j] = 0.0
+                        for a in range(n_train):
+                            kxa = kx[mu, a]
+                            for j in range(n_active):
+                                ds[mu, j] += kxa * de[a, j]
+                    for a in range(n_train):
+                        for j in range(n_active):
+                            dr[a, j] = cs4_ddelta[a] * ddelta[a, j] + cs4_dh[a] * dh[a, j]
+                    for j in range(n_active):
+                        db[j] = 0.0
+                    for a in range(n_train):
+                        for j in range(n_active):
+                            db[j] += dr[a, j]
+                    for a in range(n_point):
+                        for j in range(n_active):
+                            dh_next[a, j] = dh[a, j] + cs6_ds[a] * ds[a, j] + cs6_dw[a] * dw[j]
+                    for j in range(n_active):
+                        dw_next[j] = cs7_db * db[j] + dw[j]
+                    for a in range(n_point):
+                        for j in range(n_active):
+                            dh[a, j] = dh_next[a, j]
+                    for j in range(n_active):
+                        dw[j] = dw_next[j]
     return dF, dK

@@ -10,6 +10,7 @@ from string import Template
 
 from ..lower.ir import POINT, Block, Contract, Pointwise
 from . import templates
+from .batched import BatchedTangentPrinter
 from .printers import NumbaPrinter, NumPyPrinter
 
 GENERATOR_VERSION = "1"
@@ -84,7 +85,20 @@ def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
     if numba:   # site_activations writes straight into ACT
         fields["bind_activations_12"] = "\n".join(
             f"            act{n} = ACT[{n}, k, i]" for n in range(n_act)) or "            pass"
-        for name, indent in (("features", 4), ("step", 4), ("tangent_features", 8), ("tangent_step", 8)):
+        for part, block, prefix in (("features", lowered.tangent_features, "cf"),
+                                    ("step", lowered.tangent_step, "cs")):
+            batched = BatchedTangentPrinter(block, prefix)
+            fields["batched_scratch_" + part] = batched.scratch(4)
+            fields["batched_bind_" + part] = batched.bind_scratch(16)
+            fields["batched_coefficients_" + part] = batched.coefficients(20)
+            fields["batched_directions_" + part] = batched.directions(20)
+        fields["bind_activations_20"] = "\n".join(
+            f"{' ' * 20}act{n} = ACT[{n}, k, i]" for n in range(n_act)) or " " * 20 + "pass"
+        fields["accumulate_batched"] = "\n".join(
+            f"{' ' * 28}for j in range(n_active):\n{' ' * 32}part_k[c, {n}, mu, nu, j] += "
+            f"wi * (d{f}[mu, j] * {f}[nu] + {f}[mu] * d{f}[nu, j])"
+            for n, (_, f) in enumerate(lowered.kernels))
+        for name, indent in (("features", 4), ("step", 4)):
             fields["scratch_" + name] = _scratch(getattr(lowered, name), _BOUND[name], indent)
     source = Template(getattr(templates, backend.upper())).substitute(fields)
     if not numba:   # site_features prints the features block at a shallower indent

@@ -27,6 +27,7 @@ from numba import njit, prange
 
 FINGERPRINT = "$fingerprint"
 KERNELS = $kernel_names
+BATCH = 32     # propagator directions advanced together
 
 
 @njit(cache=True)
@@ -114,65 +115,88 @@ $activations_12
 
 
 @njit(parallel=True, cache=True)
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0):
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk):
     """Columns of (I + D E)^{-1} by causal forward substitution (THEORY.md §3).
 
     Direction j = (start, source) puts a unit fluctuation on f_source(start); the tangent
     site process is driven by dDelta = -df on training points, one step at a time, so the
-    triangular solve happens inside the time loop. Returns dF (directions, steps+1, points)
-    and the induced kernel tangents dK (directions, steps+1, kernel, train, train).
+    triangular solve happens inside the time loop. Directions advance together in
+    batches: each site's tangent coefficients are computed once per step and applied to
+    the whole batch; sites are split into ``n_chunk`` parallel chunks. Returns dF (directions, steps+1, points) and the induced kernel
+    tangents dK (directions, steps+1, kernel, train, train).
     """
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]
     n_dir = (steps + 1) * n_train
+    batch = min(BATCH, n_dir)
+    n_chunk = max(1, min(n_site, n_chunk))
     dF = np.zeros((n_dir, steps + 1, n_point))
     dK = np.zeros((n_dir, steps + 1, $n_kernels, n_train, n_train))
-    for jj in prange(n_dir):
-        # pair early (long) and late (short) sweeps so static scheduling balances threads
-        j = jj // 2 if jj % 2 == 0 else n_dir - 1 - jj // 2
-        start = j // n_train
-        source = j % n_train
-        dH = np.zeros((n_site, n_point))
-        dW = np.zeros(n_site)
-        dH_new = np.zeros((n_site, n_point))
-        dW_new = np.zeros(n_site)
-        delta = np.empty(n_train)
-        ddelta = np.empty(n_train)
-$scratch_tangent_features
-$scratch_tangent_step
-        for k in range(start, steps + 1):
-            for i in range(n_site):
-                h = H[k, i]
-                w = W[k, i]
-                dh = dH[i]
-                dw = dW[i]
-$bind_activations_16
-$tangent_features
-                wi = weights[i]
+    delta = np.empty(n_train)
+    ddelta = np.zeros((n_train, batch))
+    part_f = np.zeros((n_chunk, n_point, batch))
+    part_k = np.zeros((n_chunk, $n_kernels, n_train, n_train, batch))
+$batched_scratch_features
+$batched_scratch_step
+    for b0 in range(0, n_dir, batch):
+        n_batch = min(batch, n_dir - b0)
+        dH = np.zeros((n_site, n_point, batch))
+        dW = np.zeros((n_site, batch))
+        for k in range(b0 // n_train, steps + 1):
+            n_active = min(n_batch, (k + 1) * n_train - b0)
+            part_f[:] = 0.0
+            part_k[:] = 0.0
+            for c in prange(n_chunk):
+$batched_bind_features
+                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+                    h = H[k, i]
+                    w = W[k, i]
+                    dh = dH[i]
+                    dw = dW[i]
+$bind_activations_20
+$batched_coefficients_features
+$batched_directions_features
+                    wi = weights[i]
+                    for mu in range(n_point):
+                        for j in range(n_active):
+                            part_f[c, mu, j] += wi * dout[mu, j]
+                    for mu in range(n_train):
+                        for nu in range(n_train):
+$accumulate_batched
+            for j in range(n_active):
+                d = b0 + j
                 for mu in range(n_point):
-                    dF[j, k, mu] += wi * dout[mu]
-                for mu in range(n_train):
-                    for nu in range(n_train):
-$accumulate_tangent
-            if k == start:
-                dF[j, k, source] += 1.0
+                    for c in range(n_chunk):
+                        dF[d, k, mu] += part_f[c, mu, j]
+                for n in range($n_kernels):
+                    for mu in range(n_train):
+                        for nu in range(n_train):
+                            for c in range(n_chunk):
+                                dK[d, k, n, mu, nu] += part_k[c, n, mu, nu, j]
+                if d // n_train == k:
+                    dF[d, k, d % n_train] += 1.0
             if k == steps:
                 break
             for a in range(n_train):
                 delta[a] = delta_path[k, a]
-                ddelta[a] = -dF[j, k, a]
-            for i in range(n_site):
-                h = H[k, i]
-                w = W[k, i]
-                dh = dH[i]
-                dw = dW[i]
-                dh_next = dH_new[i]
-$bind_activations_16
-$tangent_step
-                dW_new[i] = dw_next
-            dH, dH_new = dH_new, dH
-            dW, dW_new = dW_new, dW
+                for j in range(n_active):
+                    ddelta[a, j] = -dF[b0 + j, k, a]
+            for c in prange(n_chunk):
+$batched_bind_step
+                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+                    h = H[k, i]
+                    w = W[k, i]
+                    dh = dH[i]
+                    dw = dW[i]
+$bind_activations_20
+$batched_coefficients_step
+$batched_directions_step
+                    for a in range(n_point):
+                        for j in range(n_active):
+                            dh[a, j] = dh_next[a, j]
+                    for j in range(n_active):
+                        dw[j] = dw_next[j]
     return dF, dK
 '''
 
@@ -236,8 +260,8 @@ $activations_4
     return np.asarray([$act_list], dtype=float).reshape(($n_act,) + H.shape)
 
 
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0):
-    """Reference twin of the Numba ``propagate`` (one direction at a time)."""
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk=1):
+    """Reference twin of the Numba ``propagate`` (one direction at a time; no chunks)."""
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from ..arch.mlp import check_positive
@@ -59,7 +60,8 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
         raise _diverged("the infinite-width dynamics", diverged, grid.eta)
     delta_path = np.ascontiguousarray(data.y[None, :] - f[:, :data.P])
     ACT = module.site_activations(H)
-    dF, dK = module.propagate(H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0)
+    dF, dK = module.propagate(H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0,
+                              4 * numba.get_num_threads())
 
     means = {name: kernels[:, n] for n, (name, _) in enumerate(site.kernels)}
     kx_train = kx[:data.P]
