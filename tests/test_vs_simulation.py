@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import symdmft as sd
+from symdmft.observables.compare import variance_with_error
 
 WIDTHS = (512, 1024)
 ENSEMBLE = 4000
@@ -26,11 +27,8 @@ TIMES = (0, 5, 10, 20)            # steps; eta = 0.1 so t = 0, 0.5, 1, 2
 
 def _n_var(x, width):
     """N Var over networks (axis 0) and its standard error from the fourth moment."""
-    E = x.shape[0]
-    c = x - x.mean(axis=0)
-    var = (c ** 2).sum(axis=0) / (E - 1)
-    m4 = (c ** 4).mean(axis=0)
-    return width * var, width * np.sqrt(np.clip(m4 - var ** 2, 0, None) / E)
+    var, se = variance_with_error(x)
+    return width * var, width * se
 
 
 @pytest.fixture(scope="module", params=["tanh", "sin(h) + 0.2*h"])
