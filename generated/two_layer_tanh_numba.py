@@ -7,14 +7,14 @@ rewrite it. Set SYMDMFT_BACKDOOR=1 to load a hand-edited copy for debugging.
     phi'(h)  = 1 - tanh(h)**2
     phi''(h) = 2*(tanh(h)**2 - 1)*tanh(h)
 
-IR fingerprint: 15d1abc4ed55ac71
+IR fingerprint: b88f34e763b2d47f
 """
 import math
 
 import numpy as np
 from numba import njit, prange
 
-FINGERPRINT = "15d1abc4ed55ac71"
+FINGERPRINT = "b88f34e763b2d47f"
 KERNELS = ('Phi1', 'G1')
 BATCH = 32     # propagator directions advanced together
 
@@ -345,3 +345,233 @@ def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk):
                     for j in range(n_active):
                         dw[j] = dw_next[j]
     return dF, dK
+
+
+@njit(parallel=True, cache=True)
+def site_jvp(H, W, ACT, G, weights, delta_path, kx, eta, gamma0, n_chunk):
+    """Average pathwise JVP of the sites, each along its own Delta direction G[i].
+
+    No feedback through f: this is E_i[J_i g_i] of the O(1/N) mean correction
+    (THEORY.md §3, the Cov(d psi/dq, psi) term). Returns dF (steps+1, points) and
+    dK (steps+1, kernel, train, train).
+    """
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    n_chunk = max(1, min(n_site, n_chunk))
+    part_f = np.zeros((n_chunk, steps + 1, n_point))
+    part_k = np.zeros((n_chunk, steps + 1, 2, n_train, n_train))
+    dh_all = np.zeros((n_chunk, n_point))
+    phi_all = np.empty((n_chunk, n_point))
+    dphi_all = np.empty((n_chunk, n_point))
+    g_all = np.empty((n_chunk, n_point))
+    dg_all = np.empty((n_chunk, n_point))
+    dout_all = np.empty((n_chunk, n_point))
+    e_all = np.empty((n_chunk, n_train))
+    de_all = np.empty((n_chunk, n_train))
+    s_all = np.empty((n_chunk, n_point))
+    ds_all = np.empty((n_chunk, n_point))
+    dr_all = np.empty((n_chunk, n_train))
+    dh_next_all = np.empty((n_chunk, n_point))
+    for c in prange(n_chunk):
+        dh = dh_all[c]
+        phi = phi_all[c]
+        dphi = dphi_all[c]
+        g = g_all[c]
+        dg = dg_all[c]
+        dout = dout_all[c]
+        e = e_all[c]
+        de = de_all[c]
+        s = s_all[c]
+        ds = ds_all[c]
+        dr = dr_all[c]
+        dh_next = dh_next_all[c]
+        for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+            wi = weights[i]
+            dh[:] = 0.0
+            dw = 0.0
+            for k in range(steps + 1):
+                h = H[k, i]
+                w = W[k, i]
+                act0 = ACT[0, k, i]
+                # tangent_features
+                for a in range(n_point):
+                    phi[a] = act0[a]
+                for a in range(n_point):
+                    dphi[a] = dh[a]*(1 - act0[a]**2)
+                for a in range(n_point):
+                    g[a] = w*(1 - act0[a]**2)
+                for a in range(n_point):
+                    dg[a] = -act0[a]*dh[a]*w*(2 - 2*act0[a]**2) + dw*(1 - act0[a]**2)
+                for a in range(n_point):
+                    dout[a] = act0[a]*dw/gamma0 + dh[a]*w*(1 - act0[a]**2)/gamma0
+                for mu in range(n_point):
+                    part_f[c, k, mu] += wi * dout[mu]
+                for mu in range(n_train):
+                    for nu in range(n_train):
+                        part_k[c, k, 0, mu, nu] += wi * (dphi[mu] * phi[nu] + phi[mu] * dphi[nu])
+                        part_k[c, k, 1, mu, nu] += wi * (dg[mu] * g[nu] + g[mu] * dg[nu])
+                if k == steps:
+                    break
+                delta = delta_path[k]
+                ddelta = G[i, k]
+                # tangent_step
+                for a in range(n_train):
+                    e[a] = delta[a]*(1 - act0[a]**2)
+                for a in range(n_train):
+                    de[a] = -act0[a]*delta[a]*dh[a]*(2 - 2*act0[a]**2) + ddelta[a]*(1 - act0[a]**2)
+                for mu in range(n_point):
+                    acc = 0.0
+                    for a in range(n_train):
+                        acc += kx[mu, a] * e[a]
+                    s[mu] = acc
+                for mu in range(n_point):
+                    acc = 0.0
+                    for a in range(n_train):
+                        acc += kx[mu, a] * de[a]
+                    ds[mu] = acc
+                for a in range(n_train):
+                    dr[a] = act0[a]*ddelta[a] + delta[a]*dh[a]*(1 - act0[a]**2)
+                db = 0.0
+                for a in range(n_train):
+                    db += dr[a]
+                for a in range(n_point):
+                    dh_next[a] = dh[a] + ds[a]*eta*gamma0*w + dw*eta*gamma0*s[a]
+                dw_next = db*eta*gamma0 + dw
+                dh[:] = dh_next
+                dw = dw_next
+    return part_f.sum(axis=0), part_k.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def second_order(H, W, ACT, V, weights, delta_path, kx, eta, gamma0):
+    """Second directional derivatives of site averages along each Delta direction V[j].
+
+    D2[v, v] of the O(1/N) mean correction (THEORY.md §3). Returns d2F (directions,
+    steps+1, points) and d2K (directions, steps+1, kernel, train, train).
+    """
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    n_dir = V.shape[0]
+    d2F = np.zeros((n_dir, steps + 1, n_point))
+    d2K = np.zeros((n_dir, steps + 1, 2, n_train, n_train))
+    n_chunk = n_dir
+    dh_all = np.zeros((n_chunk, n_point))
+    d2h_all = np.zeros((n_chunk, n_point))
+    phi_all = np.empty((n_chunk, n_point))
+    d2phi_all = np.empty((n_chunk, n_point))
+    dphi_all = np.empty((n_chunk, n_point))
+    g_all = np.empty((n_chunk, n_point))
+    d2g_all = np.empty((n_chunk, n_point))
+    dg_all = np.empty((n_chunk, n_point))
+    d2out_all = np.empty((n_chunk, n_point))
+    e_all = np.empty((n_chunk, n_train))
+    d2e_all = np.empty((n_chunk, n_train))
+    de_all = np.empty((n_chunk, n_train))
+    s_all = np.empty((n_chunk, n_point))
+    d2s_all = np.empty((n_chunk, n_point))
+    ds_all = np.empty((n_chunk, n_point))
+    d2r_all = np.empty((n_chunk, n_train))
+    dr_all = np.empty((n_chunk, n_train))
+    d2h_next_all = np.empty((n_chunk, n_point))
+    dh_next_all = np.empty((n_chunk, n_point))
+    for j in prange(n_dir):
+        c = j
+        dh = dh_all[c]
+        d2h = d2h_all[c]
+        phi = phi_all[c]
+        d2phi = d2phi_all[c]
+        dphi = dphi_all[c]
+        g = g_all[c]
+        d2g = d2g_all[c]
+        dg = dg_all[c]
+        d2out = d2out_all[c]
+        e = e_all[c]
+        d2e = d2e_all[c]
+        de = de_all[c]
+        s = s_all[c]
+        d2s = d2s_all[c]
+        ds = ds_all[c]
+        d2r = d2r_all[c]
+        dr = dr_all[c]
+        d2h_next = d2h_next_all[c]
+        dh_next = dh_next_all[c]
+        for i in range(n_site):
+            wi = weights[i]
+            dh[:] = 0.0
+            d2h[:] = 0.0
+            dw = 0.0
+            d2w = 0.0
+            for k in range(steps + 1):
+                h = H[k, i]
+                w = W[k, i]
+                act0 = ACT[0, k, i]
+                # second_features
+                for a in range(n_point):
+                    phi[a] = act0[a]
+                for a in range(n_point):
+                    d2phi[a] = 2*act0[a]*dh[a]**2*(act0[a]**2 - 1) + d2h[a]*(1 - act0[a]**2)
+                for a in range(n_point):
+                    dphi[a] = dh[a]*(1 - act0[a]**2)
+                for a in range(n_point):
+                    g[a] = w*(1 - act0[a]**2)
+                for a in range(n_point):
+                    d2g[a] = -act0[a]*d2h[a]*w*(2 - 2*act0[a]**2) + 4*act0[a]*dh[a]*dw*(act0[a]**2 - 1) + d2w*(1 - act0[a]**2) - 2*dh[a]**2*w*(act0[a]**2 - 1)*(3*act0[a]**2 - 1)
+                for a in range(n_point):
+                    dg[a] = -act0[a]*dh[a]*w*(2 - 2*act0[a]**2) + dw*(1 - act0[a]**2)
+                for a in range(n_point):
+                    d2out[a] = act0[a]*d2w/gamma0 + 2*act0[a]*dh[a]**2*w*(act0[a]**2 - 1)/gamma0 + d2h[a]*w*(1 - act0[a]**2)/gamma0 - 2*dh[a]*dw*(act0[a]**2 - 1)/gamma0
+                for mu in range(n_point):
+                    d2F[j, k, mu] += wi * d2out[mu]
+                for mu in range(n_train):
+                    for nu in range(n_train):
+                        d2K[j, k, 0, mu, nu] += wi * (d2phi[mu] * phi[nu] + 2.0 * dphi[mu] * dphi[nu] + phi[mu] * d2phi[nu])
+                        d2K[j, k, 1, mu, nu] += wi * (d2g[mu] * g[nu] + 2.0 * dg[mu] * dg[nu] + g[mu] * d2g[nu])
+                if k == steps:
+                    break
+                delta = delta_path[k]
+                ddelta = V[j, k]
+                # second_step
+                for a in range(n_train):
+                    e[a] = delta[a]*(1 - act0[a]**2)
+                for a in range(n_train):
+                    d2e[a] = -act0[a]*d2h[a]*delta[a]*(2 - 2*act0[a]**2) + 4*act0[a]*ddelta[a]*dh[a]*(act0[a]**2 - 1) - 2*delta[a]*dh[a]**2*(act0[a]**2 - 1)*(3*act0[a]**2 - 1)
+                for a in range(n_train):
+                    de[a] = -act0[a]*delta[a]*dh[a]*(2 - 2*act0[a]**2) + ddelta[a]*(1 - act0[a]**2)
+                for mu in range(n_point):
+                    acc = 0.0
+                    for a in range(n_train):
+                        acc += kx[mu, a] * e[a]
+                    s[mu] = acc
+                for mu in range(n_point):
+                    acc = 0.0
+                    for a in range(n_train):
+                        acc += kx[mu, a] * d2e[a]
+                    d2s[mu] = acc
+                for mu in range(n_point):
+                    acc = 0.0
+                    for a in range(n_train):
+                        acc += kx[mu, a] * de[a]
+                    ds[mu] = acc
+                for a in range(n_train):
+                    d2r[a] = 2*act0[a]*delta[a]*dh[a]**2*(act0[a]**2 - 1) + d2h[a]*delta[a]*(1 - act0[a]**2) + 2*ddelta[a]*dh[a]*(1 - act0[a]**2)
+                for a in range(n_train):
+                    dr[a] = act0[a]*ddelta[a] + delta[a]*dh[a]*(1 - act0[a]**2)
+                d2b = 0.0
+                for a in range(n_train):
+                    d2b += d2r[a]
+                db = 0.0
+                for a in range(n_train):
+                    db += dr[a]
+                for a in range(n_point):
+                    d2h_next[a] = d2h[a] + d2s[a]*eta*gamma0*w + d2w*eta*gamma0*s[a] + 2*ds[a]*dw*eta*gamma0
+                for a in range(n_point):
+                    dh_next[a] = dh[a] + ds[a]*eta*gamma0*w + dw*eta*gamma0*s[a]
+                d2w_next = d2b*eta*gamma0 + d2w
+                dw_next = db*eta*gamma0 + dw
+                dh[:] = dh_next
+                d2h[:] = d2h_next
+                dw = dw_next
+                d2w = d2w_next
+    return d2F, d2K

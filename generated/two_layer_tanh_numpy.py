@@ -7,13 +7,13 @@ rewrite it. Set SYMDMFT_BACKDOOR=1 to load a hand-edited copy for debugging.
     phi'(h)  = 1 - tanh(h)**2
     phi''(h) = 2*(tanh(h)**2 - 1)*tanh(h)
 
-IR fingerprint: 15d1abc4ed55ac71
+IR fingerprint: b88f34e763b2d47f
 """
 import numpy
 import numpy as np
 import scipy.special
 
-FINGERPRINT = "15d1abc4ed55ac71"
+FINGERPRINT = "b88f34e763b2d47f"
 KERNELS = ('Phi1', 'G1')
 
 
@@ -130,3 +130,98 @@ def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk=1):
             dw_next = db*eta*gamma0 + dw
             dh, dw = dh_next, dw_next
     return dF, dK
+
+
+def site_jvp(H, W, ACT, G, weights, delta_path, kx, eta, gamma0, n_chunk=1):
+    """Reference twin of the Numba ``site_jvp`` (all sites at once)."""
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    dF = np.zeros((steps + 1, n_point))
+    dK = np.zeros((steps + 1, 2, n_train, n_train))
+    dh = np.zeros((n_site, n_point))
+    dw = np.zeros(n_site)
+    j = 0
+    for k in range(steps + 1):
+        h = H[k]
+        w = W[k]
+        act0 = ACT[0, k]
+        # tangent_features
+        phi = act0
+        dphi = dh*(1 - act0**2)
+        g = w[:, None]*(1 - act0**2)
+        dg = -act0*dh*w[:, None]*(2 - 2*act0**2) + dw[:, None]*(1 - act0**2)
+        dout = act0*dw[:, None]/gamma0 + dh*w[:, None]*(1 - act0**2)/gamma0
+        dF[k] = weights @ dout
+        cross = (weights[:, None] * dphi[:, :n_train]).T @ phi[:, :n_train]
+        dK[k, 0] = cross + cross.T
+        cross = (weights[:, None] * dg[:, :n_train]).T @ g[:, :n_train]
+        dK[k, 1] = cross + cross.T
+        if k == steps:
+            break
+        delta = delta_path[k]
+        ddelta = G[:, k]
+        # tangent_step
+        e = delta*(1 - act0[:, :n_train]**2)
+        de = -act0[:, :n_train]*delta*dh[:, :n_train]*(2 - 2*act0[:, :n_train]**2) + ddelta*(1 - act0[:, :n_train]**2)
+        s = e @ kx.T
+        ds = de @ kx.T
+        dr = act0[:, :n_train]*ddelta + delta*dh[:, :n_train]*(1 - act0[:, :n_train]**2)
+        db = dr.sum(axis=1)
+        dh_next = dh + ds*eta*gamma0*w[:, None] + dw[:, None]*eta*gamma0*s
+        dw_next = db*eta*gamma0 + dw
+        dh, dw = dh_next, dw_next
+    return dF, dK
+
+
+def second_order(H, W, ACT, V, weights, delta_path, kx, eta, gamma0):
+    """Reference twin of the Numba ``second_order`` (one direction at a time)."""
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    n_dir = V.shape[0]
+    d2F = np.zeros((n_dir, steps + 1, n_point))
+    d2K = np.zeros((n_dir, steps + 1, 2, n_train, n_train))
+    for j in range(n_dir):
+        dh = np.zeros((n_site, n_point))
+        d2h = np.zeros((n_site, n_point))
+        dw = np.zeros(n_site)
+        d2w = np.zeros(n_site)
+        for k in range(steps + 1):
+            h = H[k]
+            w = W[k]
+            act0 = ACT[0, k]
+            # second_features
+            phi = act0
+            d2phi = 2*act0*dh**2*(act0**2 - 1) + d2h*(1 - act0**2)
+            dphi = dh*(1 - act0**2)
+            g = w[:, None]*(1 - act0**2)
+            d2g = -act0*d2h*w[:, None]*(2 - 2*act0**2) + 4*act0*dh*dw[:, None]*(act0**2 - 1) + d2w[:, None]*(1 - act0**2) - 2*dh**2*w[:, None]*(act0**2 - 1)*(3*act0**2 - 1)
+            dg = -act0*dh*w[:, None]*(2 - 2*act0**2) + dw[:, None]*(1 - act0**2)
+            d2out = act0*d2w[:, None]/gamma0 + 2*act0*dh**2*w[:, None]*(act0**2 - 1)/gamma0 + d2h*w[:, None]*(1 - act0**2)/gamma0 - 2*dh*dw[:, None]*(act0**2 - 1)/gamma0
+            d2F[j, k] = weights @ d2out
+            cross = (weights[:, None] * d2phi[:, :n_train]).T @ phi[:, :n_train]
+            d2K[j, k, 0] = cross + cross.T + 2.0 * (weights[:, None] * dphi[:, :n_train]).T @ dphi[:, :n_train]
+            cross = (weights[:, None] * d2g[:, :n_train]).T @ g[:, :n_train]
+            d2K[j, k, 1] = cross + cross.T + 2.0 * (weights[:, None] * dg[:, :n_train]).T @ dg[:, :n_train]
+            if k == steps:
+                break
+            delta = delta_path[k]
+            ddelta = V[j, k]
+            # second_step
+            e = delta*(1 - act0[:, :n_train]**2)
+            d2e = -act0[:, :n_train]*d2h[:, :n_train]*delta*(2 - 2*act0[:, :n_train]**2) + 4*act0[:, :n_train]*ddelta*dh[:, :n_train]*(act0[:, :n_train]**2 - 1) - 2*delta*dh[:, :n_train]**2*(act0[:, :n_train]**2 - 1)*(3*act0[:, :n_train]**2 - 1)
+            de = -act0[:, :n_train]*delta*dh[:, :n_train]*(2 - 2*act0[:, :n_train]**2) + ddelta*(1 - act0[:, :n_train]**2)
+            s = e @ kx.T
+            d2s = d2e @ kx.T
+            ds = de @ kx.T
+            d2r = 2*act0[:, :n_train]*delta*dh[:, :n_train]**2*(act0[:, :n_train]**2 - 1) + d2h[:, :n_train]*delta*(1 - act0[:, :n_train]**2) + 2*ddelta*dh[:, :n_train]*(1 - act0[:, :n_train]**2)
+            dr = act0[:, :n_train]*ddelta + delta*dh[:, :n_train]*(1 - act0[:, :n_train]**2)
+            d2b = d2r.sum(axis=1)
+            db = dr.sum(axis=1)
+            d2h_next = d2h + d2s*eta*gamma0*w[:, None] + d2w[:, None]*eta*gamma0*s + 2*ds*dw[:, None]*eta*gamma0
+            dh_next = dh + ds*eta*gamma0*w[:, None] + dw[:, None]*eta*gamma0*s
+            d2w_next = d2b*eta*gamma0 + d2w
+            dw_next = db*eta*gamma0 + dw
+            dh, d2h, dw, d2w = dh_next, d2h_next, dw_next, d2w_next
+    return d2F, d2K

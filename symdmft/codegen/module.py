@@ -18,7 +18,8 @@ BACKENDS = ("numba", "numpy")
 
 # Names the driver templates bind to slices of their own arrays (no scratch needed).
 _BOUND = {"step": {"h_next"}, "tangent_step": {"dh_next"}, "features": set(),
-          "tangent_features": set()}
+          "tangent_features": set(), "second_step": {"dh_next", "d2h_next"},
+          "second_features": set()}
 
 
 def _scratch(block: Block, bound: set, indent: int) -> str:
@@ -30,6 +31,18 @@ def _scratch(block: Block, bound: set, indent: int) -> str:
         over = POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
         lines.append(f"{' ' * indent}{stmt.target} = np.empty(n_{over})")
     return "\n".join(lines) or f"{' ' * indent}pass"
+
+
+def _chunk_scratch(block: Block, indent: int) -> tuple[str, str]:
+    """Per-chunk temporaries: allocated outside the parallel loop, sliced inside it."""
+    names = []
+    for stmt in block.statements:
+        if block.kind.get(stmt.target) == "vec" and stmt.target not in names:
+            over = POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
+            names.append((stmt.target, over))
+    alloc = "\n".join(f"    {n}_all = np.empty((n_chunk, n_{over}))" for n, over in names) or "    pass"
+    bind = "\n".join(f"{' ' * indent}{n} = {n}_all[c]" for n, _ in names) or f"{' ' * indent}pass"
+    return alloc, bind
 
 
 def _accumulate_numba(kernels, indent: int, tangent: bool) -> str:
@@ -52,6 +65,21 @@ def _accumulate_numpy(kernels, indent: int, tangent: bool) -> str:
     return "\n".join(lines)
 
 
+def _accumulate_second(kernels, numba: bool) -> str:
+    """Second derivative of each kernel <x x^T>: d2x x^T + 2 dx dx^T + x d2x^T."""
+    if numba:
+        pad = " " * 24
+        return "\n".join(
+            f"{pad}d2K[j, k, {n}, mu, nu] += wi * (d2{f}[mu] * {f}[nu] + 2.0 * d{f}[mu] * d{f}[nu]"
+            f" + {f}[mu] * d2{f}[nu])" for n, (_, f) in enumerate(kernels))
+    pad, lines = " " * 12, []
+    for n, (_, f) in enumerate(kernels):
+        x, dx, d2x = (f"{p}{f}[:, :n_train]" for p in ("", "d", "d2"))
+        lines.append(f"{pad}cross = (weights[:, None] * {d2x}).T @ {x}")
+        lines.append(f"{pad}d2K[j, k, {n}] = cross + cross.T + 2.0 * (weights[:, None] * {dx}).T @ {dx}")
+    return "\n".join(lines)
+
+
 def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
     """Python source of the solver module for ``lowered`` on ``backend``."""
     if backend not in BACKENDS:
@@ -70,6 +98,9 @@ def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
         step=printer.body(lowered.step, 12 if numba else 8),
         tangent_features=printer.body(lowered.tangent_features, 16 if numba else 12),
         tangent_step=printer.body(lowered.tangent_step, 16 if numba else 12),
+        second_features=printer.body(lowered.second_features, 16 if numba else 12),
+        second_step=printer.body(lowered.second_step, 16 if numba else 12),
+        accumulate_second=_accumulate_second(lowered.kernels, numba),
         accumulate=acc(lowered.kernels, 20 if numba else 8, False),
         accumulate_tangent=acc(lowered.kernels, 24 if numba else 12, True),
     )
@@ -98,8 +129,23 @@ def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
             f"{' ' * 28}for j in range(n_active):\n{' ' * 32}part_k[c, {n}, mu, nu, j] += "
             f"wi * (d{f}[mu, j] * {f}[nu] + {f}[mu] * d{f}[nu, j])"
             for n, (_, f) in enumerate(lowered.kernels))
-        for name, indent in (("features", 4), ("step", 4)):
+        for name in ("tangent_features", "tangent_step", "second_features", "second_step"):
+            fields["chunk_scratch_" + name], fields["chunk_bind_" + name] = \
+                _chunk_scratch(getattr(lowered, name), 8)
+        fields["accumulate_jvp"] = "\n".join(
+            f"{' ' * 24}part_k[c, k, {n}, mu, nu] += wi * (d{f}[mu] * {f}[nu] + {f}[mu] * d{f}[nu])"
+            for n, (_, f) in enumerate(lowered.kernels))
+        for name, indent in (("features", 4), ("step", 4), ("tangent_features", 8),
+                             ("tangent_step", 8), ("second_features", 8), ("second_step", 8)):
             fields["scratch_" + name] = _scratch(getattr(lowered, name), _BOUND[name], indent)
+    else:
+        fields["np_bind_activations_8"] = "\n".join(
+            f"        act{n} = ACT[{n}, k]" for n in range(n_act)) or "        pass"
+        fields["np_tangent_features_8"] = printer.body(lowered.tangent_features, 8)
+        fields["np_tangent_step_8"] = printer.body(lowered.tangent_step, 8)
+        fields["np_accumulate_jvp"] = "\n".join(
+            f"        cross = (weights[:, None] * d{f}[:, :n_train]).T @ {f}[:, :n_train]\n"
+            f"        dK[k, {n}] = cross + cross.T" for n, (_, f) in enumerate(lowered.kernels))
     source = Template(getattr(templates, backend.upper())).substitute(fields)
     if not numba:   # site_features prints the features block at a shallower indent
         source = source.replace(

@@ -198,6 +198,103 @@ $batched_directions_step
                     for j in range(n_active):
                         dw[j] = dw_next[j]
     return dF, dK
+
+
+@njit(parallel=True, cache=True)
+def site_jvp(H, W, ACT, G, weights, delta_path, kx, eta, gamma0, n_chunk):
+    """Average pathwise JVP of the sites, each along its own Delta direction G[i].
+
+    No feedback through f: this is E_i[J_i g_i] of the O(1/N) mean correction
+    (THEORY.md §3, the Cov(d psi/dq, psi) term). Returns dF (steps+1, points) and
+    dK (steps+1, kernel, train, train).
+    """
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    n_chunk = max(1, min(n_site, n_chunk))
+    part_f = np.zeros((n_chunk, steps + 1, n_point))
+    part_k = np.zeros((n_chunk, steps + 1, $n_kernels, n_train, n_train))
+    dh_all = np.zeros((n_chunk, n_point))
+$chunk_scratch_tangent_features
+$chunk_scratch_tangent_step
+    for c in prange(n_chunk):
+        dh = dh_all[c]
+$chunk_bind_tangent_features
+$chunk_bind_tangent_step
+        for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+            wi = weights[i]
+            dh[:] = 0.0
+            dw = 0.0
+            for k in range(steps + 1):
+                h = H[k, i]
+                w = W[k, i]
+$bind_activations_16
+$tangent_features
+                for mu in range(n_point):
+                    part_f[c, k, mu] += wi * dout[mu]
+                for mu in range(n_train):
+                    for nu in range(n_train):
+$accumulate_jvp
+                if k == steps:
+                    break
+                delta = delta_path[k]
+                ddelta = G[i, k]
+$tangent_step
+                dh[:] = dh_next
+                dw = dw_next
+    return part_f.sum(axis=0), part_k.sum(axis=0)
+
+
+@njit(parallel=True, cache=True)
+def second_order(H, W, ACT, V, weights, delta_path, kx, eta, gamma0):
+    """Second directional derivatives of site averages along each Delta direction V[j].
+
+    D2[v, v] of the O(1/N) mean correction (THEORY.md §3). Returns d2F (directions,
+    steps+1, points) and d2K (directions, steps+1, kernel, train, train).
+    """
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    n_dir = V.shape[0]
+    d2F = np.zeros((n_dir, steps + 1, n_point))
+    d2K = np.zeros((n_dir, steps + 1, $n_kernels, n_train, n_train))
+    n_chunk = n_dir
+    dh_all = np.zeros((n_chunk, n_point))
+    d2h_all = np.zeros((n_chunk, n_point))
+$chunk_scratch_second_features
+$chunk_scratch_second_step
+    for j in prange(n_dir):
+        c = j
+        dh = dh_all[c]
+        d2h = d2h_all[c]
+$chunk_bind_second_features
+$chunk_bind_second_step
+        for i in range(n_site):
+            wi = weights[i]
+            dh[:] = 0.0
+            d2h[:] = 0.0
+            dw = 0.0
+            d2w = 0.0
+            for k in range(steps + 1):
+                h = H[k, i]
+                w = W[k, i]
+$bind_activations_16
+$second_features
+                for mu in range(n_point):
+                    d2F[j, k, mu] += wi * d2out[mu]
+                for mu in range(n_train):
+                    for nu in range(n_train):
+$accumulate_second
+                if k == steps:
+                    break
+                delta = delta_path[k]
+                ddelta = V[j, k]
+$second_step
+                dh[:] = dh_next
+                d2h[:] = d2h_next
+                dw = dw_next
+                d2w = d2w_next
+    return d2F, d2K
 '''
 
 NUMPY = HEADER + '''import numpy
@@ -288,4 +385,59 @@ $accumulate_tangent
 $tangent_step
             dh, dw = dh_next, dw_next
     return dF, dK
+
+
+def site_jvp(H, W, ACT, G, weights, delta_path, kx, eta, gamma0, n_chunk=1):
+    """Reference twin of the Numba ``site_jvp`` (all sites at once)."""
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    dF = np.zeros((steps + 1, n_point))
+    dK = np.zeros((steps + 1, $n_kernels, n_train, n_train))
+    dh = np.zeros((n_site, n_point))
+    dw = np.zeros(n_site)
+    j = 0
+    for k in range(steps + 1):
+        h = H[k]
+        w = W[k]
+$np_bind_activations_8
+$np_tangent_features_8
+        dF[k] = weights @ dout
+$np_accumulate_jvp
+        if k == steps:
+            break
+        delta = delta_path[k]
+        ddelta = G[:, k]
+$np_tangent_step_8
+        dh, dw = dh_next, dw_next
+    return dF, dK
+
+
+def second_order(H, W, ACT, V, weights, delta_path, kx, eta, gamma0):
+    """Reference twin of the Numba ``second_order`` (one direction at a time)."""
+    steps = H.shape[0] - 1
+    n_site, n_point = H.shape[1], H.shape[2]
+    n_train = kx.shape[1]
+    n_dir = V.shape[0]
+    d2F = np.zeros((n_dir, steps + 1, n_point))
+    d2K = np.zeros((n_dir, steps + 1, $n_kernels, n_train, n_train))
+    for j in range(n_dir):
+        dh = np.zeros((n_site, n_point))
+        d2h = np.zeros((n_site, n_point))
+        dw = np.zeros(n_site)
+        d2w = np.zeros(n_site)
+        for k in range(steps + 1):
+            h = H[k]
+            w = W[k]
+$bind_activations_12
+$second_features
+            d2F[j, k] = weights @ d2out
+$accumulate_second
+            if k == steps:
+                break
+            delta = delta_path[k]
+            ddelta = V[j, k]
+$second_step
+            dh, d2h, dw, d2w = dh_next, d2h_next, dw_next, d2w_next
+    return d2F, d2K
 '''

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .ir import Block
 from .ir import Pointwise, make_block
-from .tangent import activation_atoms, hoist_activation, prune, tangent_block
+from .tangent import activation_atoms, hoist_activation, prune, second_order_block, tangent_block
 
 
 @dataclass(frozen=True)
@@ -27,13 +27,15 @@ class Lowered:
     features: Block
     tangent_step: Block
     tangent_features: Block
+    second_step: Block       # first and second order tangents, for the O(1/N) bias
+    second_features: Block
     activations: Block       # act<n> = function of h, shared by all blocks
     kernels: tuple           # ((kernel name, feature name), ...)
 
     @property
     def blocks(self):
         return (self.step, self.features, self.tangent_step, self.tangent_features,
-                self.activations)
+                self.second_step, self.second_features, self.activations)
 
     def fingerprint(self) -> str:
         text = repr((self.activation, self.derivatives, [repr(b) for b in self.blocks],
@@ -51,7 +53,11 @@ def lower(site) -> Lowered:
     net = site.net
     tangent_step = prune(tangent_block(site.step), ["dh_next", "dw_next"])
     tangent_features = prune(tangent_block(site.features), tangent_outputs)
-    names = activation_atoms([site.step, site.features, tangent_step, tangent_features])
+    second_outputs = ["d2out"] + [p + f for f in kernel_features for p in ("", "d", "d2")]
+    second_step = prune(second_order_block(site.step), ["dh_next", "dw_next", "d2h_next", "d2w_next"])
+    second_features = prune(second_order_block(site.features), second_outputs)
+    names = activation_atoms([site.step, site.features, tangent_step, tangent_features,
+                              second_step, second_features])
     activations = make_block("activations", [Pointwise(s.name, a) for a, s in names.items()],
                              {"h": "vec", **{s.name: "vec" for s in names.values()}})
     return Lowered(
@@ -62,6 +68,8 @@ def lower(site) -> Lowered:
         features=hoist_activation(site.features, names, compute=True),
         tangent_step=hoist_activation(tangent_step, names, compute=False),
         tangent_features=hoist_activation(tangent_features, names, compute=False),
+        second_step=hoist_activation(second_step, names, compute=False),
+        second_features=hoist_activation(second_features, names, compute=False),
         activations=activations,
         kernels=site.kernels,
     )

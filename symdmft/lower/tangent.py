@@ -108,3 +108,48 @@ def hoist_activation(block: Block, names: dict, compute: bool) -> Block:
     hoisted = [Pointwise(s.name, a) for a, s in names.items() if s.name in used] if compute else []
     kinds = dict(block.kind, **{s.name: "vec" for s in names.values() if s.name in used})
     return make_block(block.name, hoisted + body, kinds)
+
+
+def second_name(name: str) -> str:
+    return "d2" + name
+
+
+def _second_expr(expr: sp.Expr, kinds: dict) -> sp.Expr:
+    """d2 e = sum_v de/dv d2v + sum_{v,w} d2e/dv dw dv dw  (data inputs are linear: d2delta = 0)."""
+    variables = sorted((v for v in expr.free_symbols if kinds.get(v.name) in VARIABLE_KINDS),
+                       key=lambda x: x.name)
+    terms = []
+    for v in variables:
+        if kinds[v.name] != "data":
+            terms.append(regularise(sp.diff(expr, v)) * sp.Symbol(second_name(v.name), real=True))
+        for w in variables:
+            second = regularise(sp.diff(expr, v, w))
+            if second != 0:
+                terms.append(second * sp.Symbol(tangent_name(v.name), real=True)
+                             * sp.Symbol(tangent_name(w.name), real=True))
+    return sp.Add(*terms)
+
+
+def second_order_block(primal: Block, name: str | None = None) -> Block:
+    """Primal, tangent and second-order tangent statements along one direction ddelta.
+
+    Used for the O(1/N) mean correction (THEORY.md §3, bias), which needs second
+    directional derivatives D2[v, v] of site averages with respect to Delta.
+    """
+    kinds = primal.kind
+    first = tangent_block(primal)
+    statements, new_kinds = [], dict(first.kind)
+    for stmt in first.statements:
+        statements.append(stmt)
+        if stmt.target.startswith("d") and stmt.target[1:] in kinds:
+            continue
+        if isinstance(stmt, (Contract, Total)):
+            statements.append(type(stmt)(second_name(stmt.target), second_name(stmt.source)))
+        elif isinstance(stmt, Pointwise):
+            statements.append(Pointwise(second_name(stmt.target), _second_expr(stmt.expr, kinds), stmt.over))
+        else:
+            statements.append(Scalar(second_name(stmt.target), _second_expr(stmt.expr, kinds)))
+    for n, k in kinds.items():
+        if k in ("vec", "scalar"):
+            new_kinds[second_name(n)] = k
+    return make_block(name or "second_" + primal.name, statements, new_kinds)

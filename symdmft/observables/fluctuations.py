@@ -48,22 +48,31 @@ def site_psi(features, out0, center, kx_train, kernel_names):
     return psi_f, psi_k
 
 
-def fluctuations(module, H, W, weights, f, kernel_means, dF, dK, gamma0, center, kx_train,
-                 kernel_names, chunk: int = 4096):
-    """(N Cov f as (t, mu, s, nu), {kernel: N Var as (t, P, P)}) from the site ensemble."""
-    n_t, n_site, n_point = H.shape
-    R = response_matrix(dF, n_point)
+def all_gains(dK, n_point, kx_train, kernel_names) -> dict:
+    """Gm for every kernel, the NTK's (K = Phi1 + G1 * Kx, THEORY.md §1) included."""
     gains = dict(zip([n for n, _ in kernel_names], kernel_gains(dK, n_point)))
     gains["K"] = gains["Phi1"] + gains["G1"] * kx_train[None, :, :, None, None]
-    nf = n_t * n_point
-    kappa_f = np.zeros((nf, nf))
-    var = {name: 0.0 for name in gains}
-    out0 = None
+    return gains
+
+
+def site_chunks(module, H, W, gamma0, center, kx_train, kernel_names, chunk: int = 4096):
+    """Yield (slice, psi_f, psi_k) over chunks of sites (bounded memory)."""
+    n_site = H.shape[1]
     for lo in range(0, n_site, chunk):
         sl = slice(lo, min(lo + chunk, n_site))
         feats = module.site_features(np.ascontiguousarray(H[:, sl]), np.ascontiguousarray(W[:, sl]), gamma0)
-        out0 = feats[2][0]
-        psi_f, psi_k = site_psi(feats, out0, center, kx_train, kernel_names)
+        psi_f, psi_k = site_psi(feats, feats[2][0], center, kx_train, kernel_names)
+        yield sl, psi_f, psi_k
+
+
+def fluctuations(module, H, W, weights, f, kernel_means, R, gains, gamma0, center, kx_train,
+                 kernel_names):
+    """(N Cov f as (t, mu, s, nu), {kernel: N Var as (t, P, P)}) from the site ensemble."""
+    n_t, n_site, n_point = H.shape
+    nf = n_t * n_point
+    kappa_f = np.zeros((nf, nf))
+    var = {name: 0.0 for name in gains}
+    for sl, psi_f, psi_k in site_chunks(module, H, W, gamma0, center, kx_train, kernel_names):
         w = weights[sl]
         zf = (psi_f - f[None]).reshape(-1, nf)
         kappa_f += (zf * w[:, None]).T @ zf

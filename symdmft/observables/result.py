@@ -23,6 +23,8 @@ class Result:
     kernels_var: dict
     y: np.ndarray
     params: dict = field(default_factory=dict)
+    f_bias: np.ndarray | None = None        # N (E f - f_inf), (steps+1, P_all), if solved
+    kernels_bias: dict | None = None        # N (E K - K_inf) per kernel, if solved
 
     @property
     def ntk(self) -> np.ndarray:
@@ -31,6 +33,12 @@ class Result:
     @property
     def ntk_var(self) -> np.ndarray:
         return self.kernels_var["K"]
+
+    @property
+    def ntk_bias(self) -> np.ndarray:
+        if self.kernels_bias is None:
+            raise AttributeError("no mean correction: solve with bias=True")
+        return self.kernels_bias["K"]
 
     @property
     def f_var(self) -> np.ndarray:
@@ -58,5 +66,9 @@ class Result:
             key = "ntk" if name == "K" else name
             data[key] = (("t", "i", "j"), mean)
             data[key + "_var"] = (("t", "i", "j"), self.kernels_var[name])
+        if self.f_bias is not None:
+            data["f_bias"] = (("t", "point"), self.f_bias)
+            for name, b in self.kernels_bias.items():
+                data[("ntk" if name == "K" else name) + "_bias"] = (("t", "i", "j"), b)
         attrs = netcdf_attrs({"kind": "theory", **self.params})
         return xr.Dataset(data, coords=coords, attrs=attrs)

@@ -16,7 +16,8 @@ from ..codegen.cache import load
 from ..codegen.module import BACKENDS
 from ..lower import lower
 from ..model.site import TwoLayerSite
-from ..observables.fluctuations import fluctuations
+from ..observables.bias import mean_correction
+from ..observables.fluctuations import all_gains, fluctuations, response_matrix
 from ..observables.result import Result
 from .samplers import SAMPLERS, covariance_root, make_rule
 
@@ -34,12 +35,14 @@ def _diverged(what: str, k: int, eta: float) -> FloatingPointError:
 
 
 def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
-          backend: str = "numba") -> Result:
+          backend: str = "numba", bias: bool = False) -> Result:
     """Infinite-width dynamics and leading-order N Cov of predictions and kernels.
 
     ``samples`` quadrature points of the sources (u, w(0)) (THEORY.md §2), drawn by
     ``sampler`` (see ``symdmft.runtime.samplers``); ``backend`` 'numba' (fast) or 'numpy'
-    (reference). All inputs are checked before anything is compiled.
+    (reference). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
+    ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction).
+    All inputs are checked before anything is compiled.
     """
     samples = check_positive("samples", samples, integer=True)
     seed = check_seed(seed)
@@ -60,17 +63,25 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
         raise _diverged("the infinite-width dynamics", diverged, grid.eta)
     delta_path = np.ascontiguousarray(data.y[None, :] - f[:, :data.P])
     ACT = module.site_activations(H)
-    dF, dK = module.propagate(H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0,
-                              4 * numba.get_num_threads())
+    n_chunk = 4 * numba.get_num_threads()
+    dF, dK = module.propagate(H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0, n_chunk)
 
     means = {name: kernels[:, n] for n, (name, _) in enumerate(site.kernels)}
     kx_train = kx[:data.P]
     means["K"] = means["Phi1"] + means["G1"] * kx_train
-    f_cov, kernel_var = fluctuations(module, H, W, rule.weights, f, means, dF, dK, net.gamma0,
+    R = response_matrix(dF, data.P_all)
+    gains = all_gains(dK, data.P_all, kx_train, site.kernels)
+    f_cov, kernel_var = fluctuations(module, H, W, rule.weights, f, means, R, gains, net.gamma0,
                                      net.center, kx_train, site.kernels)
     bad = [k for k in range(grid.steps + 1) if not np.all(np.isfinite(f_cov[k, :, k]))]
     if bad:
         raise _diverged("the finite-width propagator", bad[0], grid.eta)
+    f_bias = kernel_bias = None
+    if bias:
+        f_bias, kernel_bias = mean_correction(module, H, W, ACT, rule.weights, f, delta_path, kx,
+                                              grid.eta, net.gamma0, net.center, R, gains, f_cov,
+                                              site.kernels, n_chunk)
     params = {**net.describe(), **data.describe(), "eta": grid.eta, "steps": grid.steps,
               "samples": rule.n, "seed": seed, "sampler": rule.method, "backend": backend}
-    return Result(grid.t, f, f_cov, means, kernel_var, data.y.copy(), params)
+    return Result(grid.t, f, f_cov, means, kernel_var, data.y.copy(), params,
+                  f_bias=f_bias, kernels_bias=kernel_bias)
