@@ -1,4 +1,4 @@
-"""The ``symdmft`` command: solve, simulate, compare, generate, derive.
+"""The ``symdmft`` command: solve, simulate, compare, generate, derive, sweep, plot.
 
 Every input is checked by the library's constructors (``sd.mlp``, ``sd.Data``, ``sd.TimeGrid``,
 the first lines of ``solve`` / ``simulate``) before anything is compiled or trained; a bad one
@@ -66,7 +66,68 @@ def build_parser() -> argparse.ArgumentParser:
     _add_problem(p, out=False)
     p.add_argument("--latex", action="store_true")
     p.set_defaults(handler=_derive)
+    _add_sweep(sub)
+    _add_plot(sub)
     return parser
+
+
+def _add_sweep(sub) -> None:
+    p = sub.add_parser("sweep", help="theory and simulations over a grid of parameters, on Dask")
+    p.add_argument("spec", metavar="SWEEP.toml", help="base problem and axes (see symdmft.sweep.spec)")
+    p.add_argument("--scheduler", metavar="ADDRESS|synchronous",
+                   help="a Dask scheduler address, or 'synchronous' (serial, no cluster); "
+                        "default: a local cluster sized to the machine")
+    p.add_argument("--workers", type=int, help="local-cluster worker processes (default: CPU count)")
+    p.add_argument("--out", metavar="FILE.nc", help="results (default: SWEEP.nc); points kept in FILE.nc.points/")
+    p.add_argument("--retry-failed", action="store_true", help="recompute points that failed before")
+    p.add_argument("--threads", type=int, help="Numba threads per task (default: CPUs / workers on "
+                   "a local cluster); equal values give bit-identical serial and cluster results")
+    p.set_defaults(handler=_sweep)
+
+
+def _sweep(args) -> int:
+    from .sweep import sweep
+    ds = sweep(args.spec, scheduler=args.scheduler, workers=args.workers, out=args.out,
+               retry_failed=args.retry_failed, threads=args.threads)
+    a = ds.attrs
+    print(f"sweep over {a['axes'] or 'no axes'} ({a['compute']}): {a['points']} points, "
+          f"{a['points_computed']} computed, {a['points_reused']} reused, {a['points_failed']} failed")
+    for name in ("theory_error", "sim_error"):
+        if name in ds:
+            for idx, msg in np.ndenumerate(ds[name].values):
+                if msg:
+                    where = ", ".join(f"{d}={ds[d].values[i]}" for d, i in zip(ds[name].dims, idx))
+                    print(f"failed {name.split('_')[0]} point {where or '(base)'}: {msg}")
+    print(f"wrote {args.out or Path(args.spec).with_suffix('.nc')}")
+    return 0
+
+
+def _add_plot(sub) -> None:
+    from .plot_sweep import KINDS, QUANTITIES
+    p = sub.add_parser("plot", help="standard figures of a sweep results file")
+    p.add_argument("file", metavar="RESULTS.nc")
+    p.add_argument("--kind", choices=KINDS, default="compare",
+                   help="time: quantity vs t; compare: theory vs simulation (±1 se); axis: quantity vs --axis")
+    p.add_argument("--quantity", choices=tuple(QUANTITIES), default="f_var")
+    p.add_argument("--point", type=int, default=0, help="data point (train then test index)")
+    p.add_argument("--axis", help="the swept axis of --kind axis (default: the first)")
+    p.add_argument("--step", type=int, default=-1, help="time step of --kind axis (default: the last)")
+    p.add_argument("--sel", action="append", metavar="AXIS=VALUE", help="fix a swept axis (repeatable)")
+    p.add_argument("--out", required=True, metavar="FIG.png")
+    p.set_defaults(handler=_plot)
+
+
+def _plot(args) -> int:
+    from .plot_sweep import parse_sel, plot_sweep
+    from .sweep import load_results
+    try:
+        ds = load_results(args.file)
+    except FileNotFoundError as err:
+        raise ValueError(str(err)) from None
+    plot_sweep(ds, args.out, kind=args.kind, quantity=args.quantity, point=args.point,
+               axis=args.axis, step=args.step, sel=parse_sel(ds, args.sel))
+    print(f"wrote {args.out}")
+    return 0
 
 
 def _net(args):
