@@ -25,10 +25,15 @@ def _finite_matrix(name: str, value) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class Data:
-    """Training inputs ``X`` (P, D), targets ``y`` (P,), optional test inputs ``X_test``."""
+    """Training inputs ``X`` (P, D), targets ``y`` (P,), optional test inputs ``X_test``.
+
+    ``y_test`` (optional) are targets of the test points: they never enter training, only
+    the test loss (THEORY.md §3, expected loss).
+    """
     X: np.ndarray
     y: np.ndarray
     X_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
 
     def __post_init__(self):
         X = _finite_matrix("X", self.X)
@@ -48,6 +53,16 @@ class Data:
                 Xt = None
             elif Xt.shape[1] != X.shape[1]:
                 raise ValueError(f"X_test has input dimension {Xt.shape[1]}, X has {X.shape[1]}")
+        yt = None
+        if self.y_test is not None:
+            if Xt is None:
+                raise ValueError("y_test given without X_test")
+            yt = np.asarray(self.y_test, dtype=float).reshape(-1)
+            if yt.shape[0] != Xt.shape[0]:
+                raise ValueError(f"y_test has {yt.shape[0]} targets but X_test has {Xt.shape[0]} points")
+            if not np.all(np.isfinite(yt)):
+                raise ValueError("y_test contains NaN or inf")
+        object.__setattr__(self, "y_test", yt)
         object.__setattr__(self, "X", X)
         object.__setattr__(self, "y", y)
         object.__setattr__(self, "X_test", Xt)
@@ -64,6 +79,12 @@ class Data:
     def X_all(self) -> np.ndarray:
         """Train then test inputs: the index set of every (P_all,) result axis."""
         return self.X if self.X_test is None else np.vstack([self.X, self.X_test])
+
+    @property
+    def y_all(self) -> np.ndarray:
+        """Targets of every point (P_all,); NaN for test points without a target."""
+        rest = np.full(self.P_all - self.P, np.nan) if self.y_test is None else self.y_test
+        return np.concatenate([self.y, rest])
 
     @property
     def P_all(self) -> int:
@@ -88,12 +109,12 @@ def default_data() -> Data:
 
     Three training points and one test point in D = 4, inputs i.i.d. N(0, 1) drawn with
     ``numpy.random.default_rng(2304)``, targets ``y = sin(2 x_1) + 0.5 x_2`` (a smooth
-    nonlinear teacher).
+    nonlinear teacher), the test point's target included.
     """
     rng = np.random.default_rng(2304)
     X = rng.standard_normal((4, 4))
     y = np.sin(2 * X[:, 0]) + 0.5 * X[:, 1]
-    return Data(X[:3], y[:3], X_test=X[3:])
+    return Data(X[:3], y[:3], X_test=X[3:], y_test=y[3:])
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import symdmft as sd
+from symdmft.observables.loss import empirical_decomposition, loss_decomposition
 from tests.oracles.two_layer_linear_exact import discrete_fluctuations
 
 ONE_POINT = sd.Data([[1.0]], [1.3])
@@ -68,29 +69,64 @@ def test_bias_backends_agree():
 WIDTHS, ENSEMBLE = (32, 64), 150_000
 
 
-@pytest.mark.parametrize("P", [1, 2])
-def test_bias_matches_two_width_ensembles(P):
+def _problem(P):
+    """The first P default points for training; P = 2 also keeps the default test point."""
+    base = sd.default_data()
+    if P == 1:
+        return sd.Data(base.X[:1], base.y[:1])
+    return sd.Data(base.X[:P], base.y[:P], X_test=base.X_test, y_test=base.y_test)
+
+
+@pytest.fixture(scope="module", params=[1, 2])
+def ensembles(request):
+    """Theory (with bias) and 150 000 trained tanh networks at N = 32 and 64."""
+    data = _problem(request.param)
+    net, grid = sd.mlp(activation="tanh", gamma0=1.0), sd.TimeGrid(0.1, 20)
+    theory = sd.solve(net, data, grid, samples=2 ** 16, bias=True)
+    sims = {N: sd.simulate(net, data, grid, width=N, ensemble=ENSEMBLE, seed=N).f for N in WIDTHS}
+    return data, theory, sims
+
+
+def test_bias_matches_two_width_ensembles(ensembles):
     """Two-layer tanh, gamma0 = 1: N (E f - f_inf) vs c from 150 000 networks per width.
 
     ``c = (m_32 - m_64) / (1/32 - 1/64)`` removes f_inf and the O(1/N) term exactly; the
     O(1/N^2) remainder was measured below 10% of c (single-width c_N at N = 32 and 64
     differ by less than that). se(c) from the ensembles' standard errors; at t = 2 it
-    is below 20% of |c| (asserted, so the comparison has power), and theory must lie
-    within 3.5 se at t = 1 and t = 2 (plus 10% of c for the O(1/N^2) remainder).
+    is below 20% of |c| on training points (asserted, so the comparison has power), and
+    theory must lie within 3.5 se at t = 1 and t = 2 (plus 10% of c for O(1/N^2)).
     """
-    base = sd.default_data()
-    data = sd.Data(base.X[:P], base.y[:P])
-    net, grid = sd.mlp(activation="tanh", gamma0=1.0), sd.TimeGrid(0.1, 20)
-    theory = sd.solve(net, data, grid, samples=2 ** 16, bias=True)
-    means, ses = [], []
-    for N in WIDTHS:
-        f = sd.simulate(net, data, grid, width=N, ensemble=ENSEMBLE, seed=N).f
-        means.append(f.mean(axis=0))
-        ses.append(f.std(axis=0) / np.sqrt(ENSEMBLE))
+    data, theory, sims = ensembles
+    means = [sims[N].mean(axis=0) for N in WIDTHS]
+    ses = [sims[N].std(axis=0) / np.sqrt(ENSEMBLE) for N in WIDTHS]
     scale = 1 / WIDTHS[0] - 1 / WIDTHS[1]
     c = (means[0] - means[1]) / scale
     se = np.hypot(ses[0], ses[1]) / scale
-    assert np.all(se[20] < 0.2 * np.abs(c[20]))
+    assert np.all(se[20, :data.P] < 0.2 * np.abs(c[20, :data.P]))
     for k in (10, 20):
         assert np.all(np.abs(theory.f_bias[k] - c[k]) <= 3.5 * se[k] + 0.1 * np.abs(c[k])), \
             (k, theory.f_bias[k], c[k], se[k])
+
+
+def test_loss_decomposition_matches_ensembles(ensembles):
+    """Bias and variance parts of the train and test loss: theory vs the empirical fit.
+
+    The empirical 1/N coefficient of the mean predictor's loss and N x the variance part
+    are compared at t = 2 within 3.5 of their standard errors plus the O(1/N) relative
+    correction of a variance at N = 32 (16/N, as in test_vs_simulation) and 10% of the
+    bias coefficient for its O(1/N^2) remainder.
+    """
+    data, theory, sims = ensembles
+    k = 20
+    sets = [("train", slice(0, data.P), data.y)]
+    if data.y_test is not None:
+        sets.append(("test", slice(data.P, None), data.y_test))
+    for points, sel, y in sets:
+        th = loss_decomposition(theory, points)
+        emp = empirical_decomposition({N: sims[N][:, :, sel] for N in WIDTHS}, y)
+        assert abs(emp.infinite[k] - th.infinite[k]) < 4 * emp.bias_se[k] / WIDTHS[0] + 1e-4
+        assert abs(emp.bias[k] - th.bias[k]) <= 3.5 * emp.bias_se[k] + 0.1 * abs(th.bias[k])
+        for n, N in enumerate(WIDTHS):
+            assert abs(emp.variance[n, k] - th.variance[k]) <= \
+                3.5 * emp.variance_se[n, k] + th.variance[k] * 16 / N
+        assert th.expected(WIDTHS[0], ensemble=4)[k] < th.expected(WIDTHS[0], ensemble=1)[k]

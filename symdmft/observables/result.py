@@ -25,6 +25,7 @@ class Result:
     params: dict = field(default_factory=dict)
     f_bias: np.ndarray | None = None        # N (E f - f_inf), (steps+1, P_all), if solved
     kernels_bias: dict | None = None        # N (E K - K_inf) per kernel, if solved
+    y_test: np.ndarray | None = None        # test targets, if known (test loss only)
 
     @property
     def ntk(self) -> np.ndarray:
@@ -47,6 +48,13 @@ class Result:
         return np.einsum("tmtm->tm", self.f_cov.reshape(n_t, n_p, n_t, n_p))
 
     @property
+    def y_all(self) -> np.ndarray:
+        """Targets of all points, NaN where a test point has none."""
+        P_test = self.f.shape[1] - self.y.shape[0]
+        rest = np.full(P_test, np.nan) if self.y_test is None else self.y_test
+        return np.concatenate([self.y, rest])
+
+    @property
     def delta(self) -> np.ndarray:
         return self.y[None, :] - self.f[:, : self.y.shape[0]]
 
@@ -60,7 +68,7 @@ class Result:
             "f": (("t", "point"), self.f),
             "f_var": (("t", "point"), self.f_var),
             "f_cov": (("t", "point", "t2", "point2"), self.f_cov),
-            "y": (("point",), np.concatenate([self.y, np.full(n_p - P, np.nan)])),
+            "y": (("point",), self.y_all),
         }
         for name, mean in self.kernels.items():
             key = "ntk" if name == "K" else name

@@ -84,4 +84,4 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     params = {**net.describe(), **data.describe(), "eta": grid.eta, "steps": grid.steps,
               "samples": rule.n, "seed": seed, "sampler": rule.method, "backend": backend}
     return Result(grid.t, f, f_cov, means, kernel_var, data.y.copy(), params,
-                  f_bias=f_bias, kernels_bias=kernel_bias)
+                  f_bias=f_bias, kernels_bias=kernel_bias, y_test=data.y_test)

@@ -88,8 +88,7 @@ def simulate(net: MLP, data: Data, grid: TimeGrid, width: int, ensemble: int, se
     params = {"width": width, "ensemble": E, "seed": seed, "eta": grid.eta, "steps": steps}
     params.update(net.describe())
     params.update(data.describe())
-    y = np.concatenate([data.y, np.full(data.P_all - P, np.nan)])
-    return SimResult(t=grid.t, f=f, kernels=kernels, y=y, params=params)
+    return SimResult(t=grid.t, f=f, kernels=kernels, y=data.y_all, params=params)
 
 
 def _train_chunk(batch: NetworkBatch, data: Data, grid: TimeGrid, Kx, f_out, k_out, offset):
