@@ -4,6 +4,7 @@ Public API (ARCHITECTURE.md): ``mlp``, ``Data``, ``TimeGrid``, ``derive``, ``sol
 ``simulate``, ``sweep``. Conventions and equations: THEORY.md.
 """
 from .arch import mlp
+from .deep import InitStats, initial_statistics, lazy_solve
 from .expand import derive
 from .problem import Data, TimeGrid, default_data
 from .runtime import solve
@@ -12,4 +13,5 @@ from .sweep import sweep  # the function; the package's modules: ``from symdmft.
 
 __version__ = "0.1.0"
 
-__all__ = ["mlp", "derive", "Data", "TimeGrid", "default_data", "solve", "simulate", "sweep", "__version__"]
+__all__ = ["mlp", "derive", "Data", "TimeGrid", "default_data", "solve", "simulate", "sweep", "__version__",
+           "initial_statistics", "lazy_solve", "InitStats"]
