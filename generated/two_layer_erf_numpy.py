@@ -15,6 +15,7 @@ import scipy.special
 
 FINGERPRINT = "c403bd2f1bd74859"
 KERNELS = ('Phi1', 'G1')
+BATCH = 32     # the Numba twin's batch of directions (sets how work is split in parts)
 
 
 def forward(h0, w0, weights, y, kx, eta, gamma0, steps, center):
@@ -90,15 +91,21 @@ def site_activations(H):
     return np.asarray([act0, act1], dtype=float).reshape((2,) + H.shape)
 
 
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk=1):
-    """Reference twin of the Numba ``propagate`` (one direction at a time; no chunks)."""
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, part=0, n_parts=1):
+    """Reference twin of the Numba ``propagate`` (one direction at a time)."""
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]
     n_dir = (steps + 1) * n_train
     dF = np.zeros((n_dir, steps + 1, n_point))
     dK = np.zeros((n_dir, steps + 1, 2, n_train, n_train))
+    n_batches = (n_dir + BATCH - 1) // BATCH
+    mine = set()
+    for r in range((n_batches + n_parts - 1) // n_parts):
+        mine.add(r * n_parts + (part if r % 2 == 0 else n_parts - 1 - part))
     for j in range(n_dir):
+        if j // BATCH not in mine:
+            continue
         start, source = divmod(j, n_train)
         dh = np.zeros((n_site, n_point))
         dw = np.zeros(n_site)

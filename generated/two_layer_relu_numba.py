@@ -160,70 +160,68 @@ def site_activations(H):
     return ACT
 
 
-@njit(parallel=True, cache=True)
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk):
+@njit(nogil=True, cache=True)
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, part, n_parts):
     """Columns of (I + D E)^{-1} by causal forward substitution (THEORY.md §3).
 
     Direction j = (start, source) puts a unit fluctuation on f_source(start); the tangent
     site process is driven by dDelta = -df on training points, one step at a time, so the
     triangular solve happens inside the time loop. Directions advance together in
     batches: each site's tangent coefficients are computed once per step and applied to
-    the whole batch; sites are split into ``n_chunk`` parallel chunks. Returns dF (directions, steps+1, points) and the induced kernel
-    tangents dK (directions, steps+1, kernel, train, train).
+    the whole batch. Batches are independent: this call does share ``part`` of
+    ``n_parts`` (snake order, which balances early/long and late/short batches), so
+    threads can run the parts concurrently (Numba releases the GIL). Returns dF
+    (directions, steps+1, points) and the induced kernel tangents dK (directions,
+    steps+1, kernel, train, train), zero outside this part's directions.
     """
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]
     n_dir = (steps + 1) * n_train
     batch = min(BATCH, n_dir)
-    n_chunk = max(1, min(n_site, n_chunk))
+    n_batches = (n_dir + batch - 1) // batch
     dF = np.zeros((n_dir, steps + 1, n_point))
     dK = np.zeros((n_dir, steps + 1, 2, n_train, n_train))
-    delta = np.empty(n_train)
+    dH = np.zeros((n_site, n_point, batch))
+    dW = np.zeros((n_site, batch))
+    delta = np.zeros(n_train)
     ddelta = np.zeros((n_train, batch))
-    part_f = np.zeros((n_chunk, n_point, batch))
-    part_k = np.zeros((n_chunk, 2, n_train, n_train, batch))
-    phi_all = np.empty((n_chunk, n_point))
-    cf1_dh_all = np.empty((n_chunk, n_point))
-    g_all = np.empty((n_chunk, n_point))
-    cf3_dw_all = np.empty((n_chunk, n_point))
-    cf4_dh_all = np.empty((n_chunk, n_point))
-    cf4_dw_all = np.empty((n_chunk, n_point))
-    dphi_all = np.empty((n_chunk, n_point, batch))
-    dg_all = np.empty((n_chunk, n_point, batch))
-    dout_all = np.empty((n_chunk, n_point, batch))
-    e_all = np.empty((n_chunk, n_train))
-    cs1_ddelta_all = np.empty((n_chunk, n_train))
-    s_all = np.empty((n_chunk, n_point))
-    cs4_ddelta_all = np.empty((n_chunk, n_train))
-    cs4_dh_all = np.empty((n_chunk, n_train))
-    cs6_ds_all = np.empty((n_chunk, n_point))
-    cs6_dw_all = np.empty((n_chunk, n_point))
-    de_all = np.empty((n_chunk, n_train, batch))
-    ds_all = np.empty((n_chunk, n_point, batch))
-    dr_all = np.empty((n_chunk, n_train, batch))
-    db_all = np.empty((n_chunk, batch))
-    dh_next_all = np.empty((n_chunk, n_point, batch))
-    dw_next_all = np.empty((n_chunk, batch))
-    for b0 in range(0, n_dir, batch):
-        n_batch = min(batch, n_dir - b0)
-        dH = np.zeros((n_site, n_point, batch))
-        dW = np.zeros((n_site, batch))
-        for k in range(b0 // n_train, steps + 1):
-            n_active = min(n_batch, (k + 1) * n_train - b0)
-            part_f[:] = 0.0
-            part_k[:] = 0.0
-            for c in prange(n_chunk):
-                phi = phi_all[c]
-                cf1_dh = cf1_dh_all[c]
-                g = g_all[c]
-                cf3_dw = cf3_dw_all[c]
-                cf4_dh = cf4_dh_all[c]
-                cf4_dw = cf4_dw_all[c]
-                dphi = dphi_all[c]
-                dg = dg_all[c]
-                dout = dout_all[c]
-                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+    acc_f = np.zeros((n_point, batch))
+    acc_k = np.zeros((2, n_train, n_train, batch))
+    phi = np.empty(n_point)
+    cf1_dh = np.empty(n_point)
+    g = np.empty(n_point)
+    cf3_dw = np.empty(n_point)
+    cf4_dh = np.empty(n_point)
+    cf4_dw = np.empty(n_point)
+    dphi = np.empty((n_point, batch))
+    dg = np.empty((n_point, batch))
+    dout = np.empty((n_point, batch))
+    e = np.empty(n_train)
+    cs1_ddelta = np.empty(n_train)
+    s = np.empty(n_point)
+    cs4_ddelta = np.empty(n_train)
+    cs4_dh = np.empty(n_train)
+    cs6_ds = np.empty(n_point)
+    cs6_dw = np.empty(n_point)
+    de = np.empty((n_train, batch))
+    ds = np.empty((n_point, batch))
+    dr = np.empty((n_train, batch))
+    db = np.empty(batch)
+    dh_next = np.empty((n_point, batch))
+    dw_next = np.empty(batch)
+    for r in range((n_batches + n_parts - 1) // n_parts):
+        b = r * n_parts + (part if r % 2 == 0 else n_parts - 1 - part)
+        if b < n_batches:
+            b0 = b * batch
+            n_batch = min(batch, n_dir - b0)
+            dH[:] = 0.0
+            dW[:] = 0.0
+            for k in range(b0 // n_train, steps + 1):
+                n_active = min(n_batch, (k + 1) * n_train - b0)
+                acc_f[:] = 0.0
+                acc_k[:] = 0.0
+                for i in range(n_site):
                     h = H[k, i]
                     w = W[k, i]
                     dh = dH[i]
@@ -256,46 +254,30 @@ def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk):
                     wi = weights[i]
                     for mu in range(n_point):
                         for j in range(n_active):
-                            part_f[c, mu, j] += wi * dout[mu, j]
+                            acc_f[mu, j] += wi * dout[mu, j]
                     for mu in range(n_train):
                         for nu in range(n_train):
                             for j in range(n_active):
-                                part_k[c, 0, mu, nu, j] += wi * (dphi[mu, j] * phi[nu] + phi[mu] * dphi[nu, j])
+                                acc_k[0, mu, nu, j] += wi * (dphi[mu, j] * phi[nu] + phi[mu] * dphi[nu, j])
                             for j in range(n_active):
-                                part_k[c, 1, mu, nu, j] += wi * (dg[mu, j] * g[nu] + g[mu] * dg[nu, j])
-            for j in range(n_active):
-                d = b0 + j
-                for mu in range(n_point):
-                    for c in range(n_chunk):
-                        dF[d, k, mu] += part_f[c, mu, j]
-                for n in range(2):
-                    for mu in range(n_train):
-                        for nu in range(n_train):
-                            for c in range(n_chunk):
-                                dK[d, k, n, mu, nu] += part_k[c, n, mu, nu, j]
-                if d // n_train == k:
-                    dF[d, k, d % n_train] += 1.0
-            if k == steps:
-                break
-            for a in range(n_train):
-                delta[a] = delta_path[k, a]
+                                acc_k[1, mu, nu, j] += wi * (dg[mu, j] * g[nu] + g[mu] * dg[nu, j])
                 for j in range(n_active):
-                    ddelta[a, j] = -dF[b0 + j, k, a]
-            for c in prange(n_chunk):
-                e = e_all[c]
-                cs1_ddelta = cs1_ddelta_all[c]
-                s = s_all[c]
-                cs4_ddelta = cs4_ddelta_all[c]
-                cs4_dh = cs4_dh_all[c]
-                cs6_ds = cs6_ds_all[c]
-                cs6_dw = cs6_dw_all[c]
-                de = de_all[c]
-                ds = ds_all[c]
-                dr = dr_all[c]
-                db = db_all[c]
-                dh_next = dh_next_all[c]
-                dw_next = dw_next_all[c]
-                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+                    d = b0 + j
+                    for mu in range(n_point):
+                        dF[d, k, mu] = acc_f[mu, j]
+                    for n in range(2):
+                        for mu in range(n_train):
+                            for nu in range(n_train):
+                                dK[d, k, n, mu, nu] = acc_k[n, mu, nu, j]
+                    if d // n_train == k:
+                        dF[d, k, d % n_train] += 1.0
+                if k == steps:
+                    break
+                for a in range(n_train):
+                    delta[a] = delta_path[k, a]
+                    for j in range(n_active):
+                        ddelta[a, j] = -dF[b0 + j, k, a]
+                for i in range(n_site):
                     h = H[k, i]
                     w = W[k, i]
                     dh = dH[i]
@@ -367,31 +349,31 @@ def site_jvp(H, W, ACT, G, weights, delta_path, kx, eta, gamma0, n_chunk):
     n_chunk = max(1, min(n_site, n_chunk))
     part_f = np.zeros((n_chunk, steps + 1, n_point))
     part_k = np.zeros((n_chunk, steps + 1, 2, n_train, n_train))
-    dh_all = np.zeros((n_chunk, n_point))
-    phi_all = np.empty((n_chunk, n_point))
-    dphi_all = np.empty((n_chunk, n_point))
-    g_all = np.empty((n_chunk, n_point))
-    dg_all = np.empty((n_chunk, n_point))
-    dout_all = np.empty((n_chunk, n_point))
-    e_all = np.empty((n_chunk, n_train))
-    de_all = np.empty((n_chunk, n_train))
-    s_all = np.empty((n_chunk, n_point))
-    ds_all = np.empty((n_chunk, n_point))
-    dr_all = np.empty((n_chunk, n_train))
-    dh_next_all = np.empty((n_chunk, n_point))
+    dh_all = np.zeros((8 * n_chunk, n_point))
+    phi_all = np.empty((8 * n_chunk, n_point))
+    dphi_all = np.empty((8 * n_chunk, n_point))
+    g_all = np.empty((8 * n_chunk, n_point))
+    dg_all = np.empty((8 * n_chunk, n_point))
+    dout_all = np.empty((8 * n_chunk, n_point))
+    e_all = np.empty((8 * n_chunk, n_train))
+    de_all = np.empty((8 * n_chunk, n_train))
+    s_all = np.empty((8 * n_chunk, n_point))
+    ds_all = np.empty((8 * n_chunk, n_point))
+    dr_all = np.empty((8 * n_chunk, n_train))
+    dh_next_all = np.empty((8 * n_chunk, n_point))
     for c in prange(n_chunk):
-        dh = dh_all[c]
-        phi = phi_all[c]
-        dphi = dphi_all[c]
-        g = g_all[c]
-        dg = dg_all[c]
-        dout = dout_all[c]
-        e = e_all[c]
-        de = de_all[c]
-        s = s_all[c]
-        ds = ds_all[c]
-        dr = dr_all[c]
-        dh_next = dh_next_all[c]
+        dh = dh_all[8 * c]
+        phi = phi_all[8 * c]
+        dphi = dphi_all[8 * c]
+        g = g_all[8 * c]
+        dg = dg_all[8 * c]
+        dout = dout_all[8 * c]
+        e = e_all[8 * c]
+        de = de_all[8 * c]
+        s = s_all[8 * c]
+        ds = ds_all[8 * c]
+        dr = dr_all[8 * c]
+        dh_next = dh_next_all[8 * c]
         for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
             wi = weights[i]
             dh[:] = 0.0
@@ -464,46 +446,46 @@ def second_order(H, W, ACT, V, weights, delta_path, kx, eta, gamma0):
     d2F = np.zeros((n_dir, steps + 1, n_point))
     d2K = np.zeros((n_dir, steps + 1, 2, n_train, n_train))
     n_chunk = n_dir
-    dh_all = np.zeros((n_chunk, n_point))
-    d2h_all = np.zeros((n_chunk, n_point))
-    phi_all = np.empty((n_chunk, n_point))
-    d2phi_all = np.empty((n_chunk, n_point))
-    dphi_all = np.empty((n_chunk, n_point))
-    g_all = np.empty((n_chunk, n_point))
-    d2g_all = np.empty((n_chunk, n_point))
-    dg_all = np.empty((n_chunk, n_point))
-    d2out_all = np.empty((n_chunk, n_point))
-    e_all = np.empty((n_chunk, n_train))
-    d2e_all = np.empty((n_chunk, n_train))
-    de_all = np.empty((n_chunk, n_train))
-    s_all = np.empty((n_chunk, n_point))
-    d2s_all = np.empty((n_chunk, n_point))
-    ds_all = np.empty((n_chunk, n_point))
-    d2r_all = np.empty((n_chunk, n_train))
-    dr_all = np.empty((n_chunk, n_train))
-    d2h_next_all = np.empty((n_chunk, n_point))
-    dh_next_all = np.empty((n_chunk, n_point))
+    dh_all = np.zeros((8 * n_chunk, n_point))
+    d2h_all = np.zeros((8 * n_chunk, n_point))
+    phi_all = np.empty((8 * n_chunk, n_point))
+    d2phi_all = np.empty((8 * n_chunk, n_point))
+    dphi_all = np.empty((8 * n_chunk, n_point))
+    g_all = np.empty((8 * n_chunk, n_point))
+    d2g_all = np.empty((8 * n_chunk, n_point))
+    dg_all = np.empty((8 * n_chunk, n_point))
+    d2out_all = np.empty((8 * n_chunk, n_point))
+    e_all = np.empty((8 * n_chunk, n_train))
+    d2e_all = np.empty((8 * n_chunk, n_train))
+    de_all = np.empty((8 * n_chunk, n_train))
+    s_all = np.empty((8 * n_chunk, n_point))
+    d2s_all = np.empty((8 * n_chunk, n_point))
+    ds_all = np.empty((8 * n_chunk, n_point))
+    d2r_all = np.empty((8 * n_chunk, n_train))
+    dr_all = np.empty((8 * n_chunk, n_train))
+    d2h_next_all = np.empty((8 * n_chunk, n_point))
+    dh_next_all = np.empty((8 * n_chunk, n_point))
     for j in prange(n_dir):
         c = j
-        dh = dh_all[c]
-        d2h = d2h_all[c]
-        phi = phi_all[c]
-        d2phi = d2phi_all[c]
-        dphi = dphi_all[c]
-        g = g_all[c]
-        d2g = d2g_all[c]
-        dg = dg_all[c]
-        d2out = d2out_all[c]
-        e = e_all[c]
-        d2e = d2e_all[c]
-        de = de_all[c]
-        s = s_all[c]
-        d2s = d2s_all[c]
-        ds = ds_all[c]
-        d2r = d2r_all[c]
-        dr = dr_all[c]
-        d2h_next = d2h_next_all[c]
-        dh_next = dh_next_all[c]
+        dh = dh_all[8 * c]
+        d2h = d2h_all[8 * c]
+        phi = phi_all[8 * c]
+        d2phi = d2phi_all[8 * c]
+        dphi = dphi_all[8 * c]
+        g = g_all[8 * c]
+        d2g = d2g_all[8 * c]
+        dg = dg_all[8 * c]
+        d2out = d2out_all[8 * c]
+        e = e_all[8 * c]
+        d2e = d2e_all[8 * c]
+        de = de_all[8 * c]
+        s = s_all[8 * c]
+        d2s = d2s_all[8 * c]
+        ds = ds_all[8 * c]
+        d2r = d2r_all[8 * c]
+        dr = dr_all[8 * c]
+        d2h_next = d2h_next_all[8 * c]
+        dh_next = dh_next_all[8 * c]
         for i in range(n_site):
             wi = weights[i]
             dh[:] = 0.0

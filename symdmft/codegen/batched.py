@@ -112,13 +112,8 @@ class BatchedTangentPrinter:
         return self._indent([f"# {self.block.name}: every direction of the batch"] + self.dir_lines, indent)
 
     def scratch(self, indent: int) -> str:
-        """Allocate every temporary once per chunk of sites (outside the parallel loop)."""
-        lines = [f"{name}_all = np.empty((n_chunk, {size}))" for name, size in self.coef_arrays]
-        lines += [f"{name}_all = np.empty((n_chunk, {size}, batch))" if size
-                  else f"{name}_all = np.empty((n_chunk, batch))" for name, size in self.dir_arrays]
+        """Allocate every temporary once per call."""
+        lines = [f"{name} = np.empty({size})" for name, size in self.coef_arrays]
+        lines += [f"{name} = np.empty(({size}, batch))" if size else f"{name} = np.empty(batch)"
+                  for name, size in self.dir_arrays]
         return self._indent(lines or ["pass"], indent)
-
-    def bind_scratch(self, indent: int) -> str:
-        """Inside the parallel loop: this chunk's slice of every temporary."""
-        names = [name for name, _ in self.coef_arrays + self.dir_arrays]
-        return self._indent([f"{name} = {name}_all[c]" for name in names] or ["pass"], indent)

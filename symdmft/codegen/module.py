@@ -40,8 +40,9 @@ def _chunk_scratch(block: Block, indent: int) -> tuple[str, str]:
         if block.kind.get(stmt.target) == "vec" and stmt.target not in names:
             over = POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
             names.append((stmt.target, over))
-    alloc = "\n".join(f"    {n}_all = np.empty((n_chunk, n_{over}))" for n, over in names) or "    pass"
-    bind = "\n".join(f"{' ' * indent}{n} = {n}_all[c]" for n, _ in names) or f"{' ' * indent}pass"
+    # rows spaced 8 apart so that chunks never share a cache line (false sharing)
+    alloc = "\n".join(f"    {n}_all = np.empty((8 * n_chunk, n_{over}))" for n, over in names) or "    pass"
+    bind = "\n".join(f"{' ' * indent}{n} = {n}_all[8 * c]" for n, _ in names) or f"{' ' * indent}pass"
     return alloc, bind
 
 
@@ -120,13 +121,12 @@ def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
                                     ("step", lowered.tangent_step, "cs")):
             batched = BatchedTangentPrinter(block, prefix)
             fields["batched_scratch_" + part] = batched.scratch(4)
-            fields["batched_bind_" + part] = batched.bind_scratch(16)
             fields["batched_coefficients_" + part] = batched.coefficients(20)
             fields["batched_directions_" + part] = batched.directions(20)
         fields["bind_activations_20"] = "\n".join(
             f"{' ' * 20}act{n} = ACT[{n}, k, i]" for n in range(n_act)) or " " * 20 + "pass"
         fields["accumulate_batched"] = "\n".join(
-            f"{' ' * 28}for j in range(n_active):\n{' ' * 32}part_k[c, {n}, mu, nu, j] += "
+            f"{' ' * 28}for j in range(n_active):\n{' ' * 32}acc_k[{n}, mu, nu, j] += "
             f"wi * (d{f}[mu, j] * {f}[nu] + {f}[mu] * d{f}[nu, j])"
             for n, (_, f) in enumerate(lowered.kernels))
         for name in ("tangent_features", "tangent_step", "second_features", "second_step"):

@@ -114,42 +114,48 @@ $activations_12
     return ACT
 
 
-@njit(parallel=True, cache=True)
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk):
+@njit(nogil=True, cache=True)
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, part, n_parts):
     """Columns of (I + D E)^{-1} by causal forward substitution (THEORY.md §3).
 
     Direction j = (start, source) puts a unit fluctuation on f_source(start); the tangent
     site process is driven by dDelta = -df on training points, one step at a time, so the
     triangular solve happens inside the time loop. Directions advance together in
     batches: each site's tangent coefficients are computed once per step and applied to
-    the whole batch; sites are split into ``n_chunk`` parallel chunks. Returns dF (directions, steps+1, points) and the induced kernel
-    tangents dK (directions, steps+1, kernel, train, train).
+    the whole batch. Batches are independent: this call does share ``part`` of
+    ``n_parts`` (snake order, which balances early/long and late/short batches), so
+    threads can run the parts concurrently (Numba releases the GIL). Returns dF
+    (directions, steps+1, points) and the induced kernel tangents dK (directions,
+    steps+1, kernel, train, train), zero outside this part's directions.
     """
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]
     n_dir = (steps + 1) * n_train
     batch = min(BATCH, n_dir)
-    n_chunk = max(1, min(n_site, n_chunk))
+    n_batches = (n_dir + batch - 1) // batch
     dF = np.zeros((n_dir, steps + 1, n_point))
     dK = np.zeros((n_dir, steps + 1, $n_kernels, n_train, n_train))
-    delta = np.empty(n_train)
+    dH = np.zeros((n_site, n_point, batch))
+    dW = np.zeros((n_site, batch))
+    delta = np.zeros(n_train)
     ddelta = np.zeros((n_train, batch))
-    part_f = np.zeros((n_chunk, n_point, batch))
-    part_k = np.zeros((n_chunk, $n_kernels, n_train, n_train, batch))
+    acc_f = np.zeros((n_point, batch))
+    acc_k = np.zeros(($n_kernels, n_train, n_train, batch))
 $batched_scratch_features
 $batched_scratch_step
-    for b0 in range(0, n_dir, batch):
-        n_batch = min(batch, n_dir - b0)
-        dH = np.zeros((n_site, n_point, batch))
-        dW = np.zeros((n_site, batch))
-        for k in range(b0 // n_train, steps + 1):
-            n_active = min(n_batch, (k + 1) * n_train - b0)
-            part_f[:] = 0.0
-            part_k[:] = 0.0
-            for c in prange(n_chunk):
-$batched_bind_features
-                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+    for r in range((n_batches + n_parts - 1) // n_parts):
+        b = r * n_parts + (part if r % 2 == 0 else n_parts - 1 - part)
+        if b < n_batches:
+            b0 = b * batch
+            n_batch = min(batch, n_dir - b0)
+            dH[:] = 0.0
+            dW[:] = 0.0
+            for k in range(b0 // n_train, steps + 1):
+                n_active = min(n_batch, (k + 1) * n_train - b0)
+                acc_f[:] = 0.0
+                acc_k[:] = 0.0
+                for i in range(n_site):
                     h = H[k, i]
                     w = W[k, i]
                     dh = dH[i]
@@ -160,31 +166,27 @@ $batched_directions_features
                     wi = weights[i]
                     for mu in range(n_point):
                         for j in range(n_active):
-                            part_f[c, mu, j] += wi * dout[mu, j]
+                            acc_f[mu, j] += wi * dout[mu, j]
                     for mu in range(n_train):
                         for nu in range(n_train):
 $accumulate_batched
-            for j in range(n_active):
-                d = b0 + j
-                for mu in range(n_point):
-                    for c in range(n_chunk):
-                        dF[d, k, mu] += part_f[c, mu, j]
-                for n in range($n_kernels):
-                    for mu in range(n_train):
-                        for nu in range(n_train):
-                            for c in range(n_chunk):
-                                dK[d, k, n, mu, nu] += part_k[c, n, mu, nu, j]
-                if d // n_train == k:
-                    dF[d, k, d % n_train] += 1.0
-            if k == steps:
-                break
-            for a in range(n_train):
-                delta[a] = delta_path[k, a]
                 for j in range(n_active):
-                    ddelta[a, j] = -dF[b0 + j, k, a]
-            for c in prange(n_chunk):
-$batched_bind_step
-                for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
+                    d = b0 + j
+                    for mu in range(n_point):
+                        dF[d, k, mu] = acc_f[mu, j]
+                    for n in range($n_kernels):
+                        for mu in range(n_train):
+                            for nu in range(n_train):
+                                dK[d, k, n, mu, nu] = acc_k[n, mu, nu, j]
+                    if d // n_train == k:
+                        dF[d, k, d % n_train] += 1.0
+                if k == steps:
+                    break
+                for a in range(n_train):
+                    delta[a] = delta_path[k, a]
+                    for j in range(n_active):
+                        ddelta[a, j] = -dF[b0 + j, k, a]
+                for i in range(n_site):
                     h = H[k, i]
                     w = W[k, i]
                     dh = dH[i]
@@ -214,11 +216,11 @@ def site_jvp(H, W, ACT, G, weights, delta_path, kx, eta, gamma0, n_chunk):
     n_chunk = max(1, min(n_site, n_chunk))
     part_f = np.zeros((n_chunk, steps + 1, n_point))
     part_k = np.zeros((n_chunk, steps + 1, $n_kernels, n_train, n_train))
-    dh_all = np.zeros((n_chunk, n_point))
+    dh_all = np.zeros((8 * n_chunk, n_point))
 $chunk_scratch_tangent_features
 $chunk_scratch_tangent_step
     for c in prange(n_chunk):
-        dh = dh_all[c]
+        dh = dh_all[8 * c]
 $chunk_bind_tangent_features
 $chunk_bind_tangent_step
         for i in range(c * n_site // n_chunk, (c + 1) * n_site // n_chunk):
@@ -259,14 +261,14 @@ def second_order(H, W, ACT, V, weights, delta_path, kx, eta, gamma0):
     d2F = np.zeros((n_dir, steps + 1, n_point))
     d2K = np.zeros((n_dir, steps + 1, $n_kernels, n_train, n_train))
     n_chunk = n_dir
-    dh_all = np.zeros((n_chunk, n_point))
-    d2h_all = np.zeros((n_chunk, n_point))
+    dh_all = np.zeros((8 * n_chunk, n_point))
+    d2h_all = np.zeros((8 * n_chunk, n_point))
 $chunk_scratch_second_features
 $chunk_scratch_second_step
     for j in prange(n_dir):
         c = j
-        dh = dh_all[c]
-        d2h = d2h_all[c]
+        dh = dh_all[8 * c]
+        d2h = d2h_all[8 * c]
 $chunk_bind_second_features
 $chunk_bind_second_step
         for i in range(n_site):
@@ -303,6 +305,7 @@ import scipy.special
 
 FINGERPRINT = "$fingerprint"
 KERNELS = $kernel_names
+BATCH = 32     # the Numba twin's batch of directions (sets how work is split in parts)
 
 
 def forward(h0, w0, weights, y, kx, eta, gamma0, steps, center):
@@ -357,15 +360,21 @@ $activations_4
     return np.asarray([$act_list], dtype=float).reshape(($n_act,) + H.shape)
 
 
-def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, n_chunk=1):
-    """Reference twin of the Numba ``propagate`` (one direction at a time; no chunks)."""
+def propagate(H, W, ACT, weights, delta_path, kx, eta, gamma0, part=0, n_parts=1):
+    """Reference twin of the Numba ``propagate`` (one direction at a time)."""
     steps = H.shape[0] - 1
     n_site, n_point = H.shape[1], H.shape[2]
     n_train = kx.shape[1]
     n_dir = (steps + 1) * n_train
     dF = np.zeros((n_dir, steps + 1, n_point))
     dK = np.zeros((n_dir, steps + 1, $n_kernels, n_train, n_train))
+    n_batches = (n_dir + BATCH - 1) // BATCH
+    mine = set()
+    for r in range((n_batches + n_parts - 1) // n_parts):
+        mine.add(r * n_parts + (part if r % 2 == 0 else n_parts - 1 - part))
     for j in range(n_dir):
+        if j // BATCH not in mine:
+            continue
         start, source = divmod(j, n_train)
         dh = np.zeros((n_site, n_point))
         dw = np.zeros(n_site)

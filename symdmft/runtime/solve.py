@@ -7,6 +7,7 @@ site process -> lowered IR -> generated module -> sources -> saddle (one forward
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -32,6 +33,19 @@ def _diverged(what: str, k: int, eta: float) -> FloatingPointError:
     return FloatingPointError(
         f"{what} diverged at step {k} (t = {k * eta:g}): predictions or kernels became "
         f"non-finite; reduce eta (now {eta:g}) below about 2 / lambda_max(K)")
+
+
+def propagate(module, args, threads: int):
+    """Run the propagator's independent direction batches on ``threads`` threads.
+
+    The generated Numba ``propagate`` releases the GIL, so parts run concurrently; their
+    outputs cover disjoint directions and are summed.
+    """
+    if threads <= 1:
+        return module.propagate(*args, 0, 1)
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(lambda p: module.propagate(*args, p, threads), range(threads)))
+    return sum(p[0] for p in parts), sum(p[1] for p in parts)
 
 
 def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
@@ -64,7 +78,8 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     delta_path = np.ascontiguousarray(data.y[None, :] - f[:, :data.P])
     ACT = module.site_activations(H)
     n_chunk = 4 * numba.get_num_threads()
-    dF, dK = module.propagate(H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0, n_chunk)
+    dF, dK = propagate(module, (H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0),
+                       threads=numba.get_num_threads() if backend == "numba" else 1)
 
     means = {name: kernels[:, n] for n, (name, _) in enumerate(site.kernels)}
     kx_train = kx[:data.P]
