@@ -17,9 +17,7 @@ GENERATOR_VERSION = "1"
 BACKENDS = ("numba", "numpy")
 
 # Names the driver templates bind to slices of their own arrays (no scratch needed).
-_BOUND = {"step": {"h_next"}, "tangent_step": {"dh_next"}, "features": set(),
-          "tangent_features": set(), "second_step": {"dh_next", "d2h_next"},
-          "second_features": set()}
+_BOUND = {"step": {"h_next"}, "features": set()}
 
 
 def _scratch(block: Block, bound: set, indent: int) -> str:
@@ -81,6 +79,55 @@ def _accumulate_second(kernels, numba: bool) -> str:
     return "\n".join(lines)
 
 
+def _activation_fields(lowered, printer, numba: bool) -> dict:
+    """Evaluate (``activations_<indent>``) or bind (``bind_activations_<indent>``) act<n>."""
+    n_act = len(lowered.activations.statements)
+    fields = {"n_act": n_act,
+              "act_list": ", ".join(f"act{n}" for n in range(n_act)) + ("," if n_act == 1 else "")}
+    for indent in (4, 8, 12, 16, 20):
+        pad = " " * indent
+        where = "k, i" if numba else "k"
+        fields[f"activations_{indent}"] = printer.body(lowered.activations, indent)
+        fields[f"bind_activations_{indent}"] = "\n".join(
+            f"{pad}act{n} = ACT[{n}, {where}]" for n in range(n_act)) or f"{pad}pass"
+    return fields
+
+
+def _numba_fields(lowered) -> dict:
+    """Scratch space, batched tangents and reductions of the Numba drivers."""
+    fields = {}
+    for name in ("features", "step"):
+        fields["scratch_" + name] = _scratch(getattr(lowered, name), _BOUND[name], 4)
+    for part, block, prefix in (("features", lowered.tangent_features, "cf"),
+                                ("step", lowered.tangent_step, "cs")):
+        batched = BatchedTangentPrinter(block, prefix)
+        fields["batched_scratch_" + part] = batched.scratch(4)
+        fields["batched_coefficients_" + part] = batched.coefficients(20)
+        fields["batched_directions_" + part] = batched.directions(20)
+    for name in ("tangent_features", "tangent_step", "second_features", "second_step"):
+        fields["chunk_scratch_" + name], fields["chunk_bind_" + name] = \
+            _chunk_scratch(getattr(lowered, name), 8)
+    pairs = list(enumerate(f for _, f in lowered.kernels))
+    fields["accumulate_batched"] = "\n".join(
+        f"{' ' * 28}for j in range(n_active):\n{' ' * 32}acc_k[{n}, mu, nu, j] += "
+        f"wi * (d{f}[mu, j] * {f}[nu] + {f}[mu] * d{f}[nu, j])" for n, f in pairs)
+    fields["accumulate_jvp"] = "\n".join(
+        f"{' ' * 24}part_k[c, k, {n}, mu, nu] += wi * (d{f}[mu] * {f}[nu] + {f}[mu] * d{f}[nu])"
+        for n, f in pairs)
+    return fields
+
+
+def _numpy_fields(lowered, printer) -> dict:
+    """The NumPy drivers' shallower copies of the tangent blocks and reductions."""
+    return {
+        "np_tangent_features_8": printer.body(lowered.tangent_features, 8),
+        "np_tangent_step_8": printer.body(lowered.tangent_step, 8),
+        "np_accumulate_jvp": "\n".join(
+            f"        cross = (weights[:, None] * d{f}[:, :n_train]).T @ {f}[:, :n_train]\n"
+            f"        dK[k, {n}] = cross + cross.T" for n, (_, f) in enumerate(lowered.kernels)),
+    }
+
+
 def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
     """Python source of the solver module for ``lowered`` on ``backend``."""
     if backend not in BACKENDS:
@@ -90,65 +137,24 @@ def emit(lowered, backend: str = "numba", version: str | None = None) -> str:
     printer = NumbaPrinter() if numba else NumPyPrinter()
     acc = _accumulate_numba if numba else _accumulate_numpy
     phi, dphi, ddphi = lowered.derivatives
+    body = (lambda block, indent_numba, indent_numpy:   # noqa: E731
+            printer.body(block, indent_numba if numba else indent_numpy))
     fields = dict(
         version=version or __version__, backend=backend, title=lowered.title,
         phi=phi, dphi=dphi, ddphi=ddphi, fingerprint=lowered.fingerprint(),
         kernel_names=repr(tuple(name for name, _ in lowered.kernels)),
         n_kernels=len(lowered.kernels),
-        features=printer.body(lowered.features, 12 if numba else 8),
-        step=printer.body(lowered.step, 12 if numba else 8),
-        tangent_features=printer.body(lowered.tangent_features, 16 if numba else 12),
-        tangent_step=printer.body(lowered.tangent_step, 16 if numba else 12),
-        second_features=printer.body(lowered.second_features, 16 if numba else 12),
-        second_step=printer.body(lowered.second_step, 16 if numba else 12),
-        accumulate_second=_accumulate_second(lowered.kernels, numba),
+        features=body(lowered.features, 12, 8),
+        features_site=body(lowered.features, 12, 4),
+        step=body(lowered.step, 12, 8),
+        tangent_features=body(lowered.tangent_features, 16, 12),
+        tangent_step=body(lowered.tangent_step, 16, 12),
+        second_features=body(lowered.second_features, 16, 12),
+        second_step=body(lowered.second_step, 16, 12),
         accumulate=acc(lowered.kernels, 20 if numba else 8, False),
         accumulate_tangent=acc(lowered.kernels, 24 if numba else 12, True),
+        accumulate_second=_accumulate_second(lowered.kernels, numba),
     )
-    n_act = len(lowered.activations.statements)
-    fields["n_act"] = n_act
-    fields["act_list"] = ", ".join(f"act{n}" for n in range(n_act)) + ("," if n_act == 1 else "")
-    where = "k, i" if numba else "k"
-    for indent in (4, 12, 16):
-        pad = " " * indent
-        fields[f"activations_{indent}"] = printer.body(lowered.activations, indent)
-        fields[f"bind_activations_{indent}"] = "\n".join(
-            f"{pad}act{n} = ACT[{n}, {where}]" for n in range(n_act)) or f"{pad}pass"
-    if numba:   # site_activations writes straight into ACT
-        fields["bind_activations_12"] = "\n".join(
-            f"            act{n} = ACT[{n}, k, i]" for n in range(n_act)) or "            pass"
-        for part, block, prefix in (("features", lowered.tangent_features, "cf"),
-                                    ("step", lowered.tangent_step, "cs")):
-            batched = BatchedTangentPrinter(block, prefix)
-            fields["batched_scratch_" + part] = batched.scratch(4)
-            fields["batched_coefficients_" + part] = batched.coefficients(20)
-            fields["batched_directions_" + part] = batched.directions(20)
-        fields["bind_activations_20"] = "\n".join(
-            f"{' ' * 20}act{n} = ACT[{n}, k, i]" for n in range(n_act)) or " " * 20 + "pass"
-        fields["accumulate_batched"] = "\n".join(
-            f"{' ' * 28}for j in range(n_active):\n{' ' * 32}acc_k[{n}, mu, nu, j] += "
-            f"wi * (d{f}[mu, j] * {f}[nu] + {f}[mu] * d{f}[nu, j])"
-            for n, (_, f) in enumerate(lowered.kernels))
-        for name in ("tangent_features", "tangent_step", "second_features", "second_step"):
-            fields["chunk_scratch_" + name], fields["chunk_bind_" + name] = \
-                _chunk_scratch(getattr(lowered, name), 8)
-        fields["accumulate_jvp"] = "\n".join(
-            f"{' ' * 24}part_k[c, k, {n}, mu, nu] += wi * (d{f}[mu] * {f}[nu] + {f}[mu] * d{f}[nu])"
-            for n, (_, f) in enumerate(lowered.kernels))
-        for name, indent in (("features", 4), ("step", 4), ("tangent_features", 8),
-                             ("tangent_step", 8), ("second_features", 8), ("second_step", 8)):
-            fields["scratch_" + name] = _scratch(getattr(lowered, name), _BOUND[name], indent)
-    else:
-        fields["np_bind_activations_8"] = "\n".join(
-            f"        act{n} = ACT[{n}, k]" for n in range(n_act)) or "        pass"
-        fields["np_tangent_features_8"] = printer.body(lowered.tangent_features, 8)
-        fields["np_tangent_step_8"] = printer.body(lowered.tangent_step, 8)
-        fields["np_accumulate_jvp"] = "\n".join(
-            f"        cross = (weights[:, None] * d{f}[:, :n_train]).T @ {f}[:, :n_train]\n"
-            f"        dK[k, {n}] = cross + cross.T" for n, (_, f) in enumerate(lowered.kernels))
-    source = Template(getattr(templates, backend.upper())).substitute(fields)
-    if not numba:   # site_features prints the features block at a shallower indent
-        source = source.replace(
-            "    n_site = h.shape[0]\n" + printer.body(lowered.features, 8),
-            "    n_site = h.shape[0]\n" + printer.body(lowered.features, 4))
-    return source
+    fields.update(_activation_fields(lowered, printer, numba))
+    fields.update(_numba_fields(lowered) if numba else _numpy_fields(lowered, printer))
+    return Template(getattr(templates, backend.upper())).substitute(fields)

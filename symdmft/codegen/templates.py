@@ -347,7 +347,7 @@ def site_features(H, W, gamma0):
     h = H.reshape(n_time * n_site, n_point)
     w = W.reshape(n_time * n_site)
     n_site = h.shape[0]
-$features
+$features_site
     shape = (n_time, H.shape[1], n_point)
     return phi.reshape(shape), g.reshape(shape), out.reshape(shape)
 
@@ -409,7 +409,7 @@ def site_jvp(H, W, ACT, G, weights, delta_path, kx, eta, gamma0, n_chunk=1):
     for k in range(steps + 1):
         h = H[k]
         w = W[k]
-$np_bind_activations_8
+$bind_activations_8
 $np_tangent_features_8
         dF[k] = weights @ dout
 $np_accumulate_jvp
