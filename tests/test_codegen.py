@@ -95,3 +95,13 @@ def test_backdoor_loads_hand_edited_module(tmp_path, monkeypatch):
     monkeypatch.setenv("SYMDMFT_BACKDOOR", "1")
     monkeypatch.setattr(cache, "_LOADED", {})
     assert cache.load(lowered, net.activation_name, "numpy").HAND_EDITED
+
+
+def test_emission_is_thread_safe():
+    """Printers hold per-statement state: concurrent emissions must not mix (sweeps run
+    solves on threads). Every emission from 4 threads equals the serial one."""
+    from concurrent.futures import ThreadPoolExecutor
+    lowered = [lower(TwoLayerSite(sd.mlp(activation=a))) for a in ("tanh", "erf", "sin(h)")]
+    serial = [emit(L, "numba") for L in lowered]
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(lambda L: emit(L, "numba"), lowered * 4)) == serial * 4

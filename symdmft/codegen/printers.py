@@ -25,8 +25,7 @@ RANGE = {"point": "n_point", "train": "n_train"}
 
 
 class _ScalarExprPrinter(PythonCodePrinter):
-    """math-module scalar code; symbols through ``self.names``."""
-    names: dict = {}
+    """math-module scalar code; symbols through ``self.names`` (set per statement)."""
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name, expr.name)
@@ -47,8 +46,7 @@ class _ScalarExprPrinter(PythonCodePrinter):
 
 
 class _ArrayExprPrinter(SciPyPrinter):
-    """NumPy/SciPy ufunc code; symbols through ``self.names``."""
-    names: dict = {}
+    """NumPy/SciPy ufunc code; symbols through ``self.names`` (set per statement)."""
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name, expr.name)
@@ -69,8 +67,14 @@ class _ArrayExprPrinter(SciPyPrinter):
 
 
 class NumbaPrinter:
-    """Statements for one site ``i`` (inside a site loop), scalar ``math`` code."""
-    expr_printer = _ScalarExprPrinter({"fully_qualified_modules": True, "standard": "python3"})
+    """Statements for one site ``i`` (inside a site loop), scalar ``math`` code.
+
+    Each printer owns its expression printer (whose symbol map changes per statement),
+    so printers in different threads never share state.
+    """
+
+    def __init__(self):
+        self.expr_printer = _ScalarExprPrinter({"fully_qualified_modules": True, "standard": "python3"})
 
     def names(self, block: Block, index: str | None) -> dict:
         out = {}
@@ -111,7 +115,9 @@ class NumbaPrinter:
 
 class NumPyPrinter:
     """Statements for all sites at once (vectorised over the leading site axis)."""
-    expr_printer = _ArrayExprPrinter({"fully_qualified_modules": True})
+
+    def __init__(self):
+        self.expr_printer = _ArrayExprPrinter({"fully_qualified_modules": True})
 
     def names(self, block: Block, over: str | None) -> dict:
         out = {}
