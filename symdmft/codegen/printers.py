@@ -24,49 +24,55 @@ from ..lower.ir import TRAIN, Block, Contract, Pointwise, Scalar, Total
 RANGE = {"point": "n_point", "train": "n_train"}
 
 
-class _ScalarExprPrinter(PythonCodePrinter):
-    """math-module scalar code; symbols through ``self.names`` (set per statement)."""
+class _NamedSymbols:
+    """Print symbols through ``self.names`` (set per statement) and Max/Min as nested
+    two-argument calls of ``self.max_fn`` / ``self.min_fn``."""
+    max_fn, min_fn = "max", "min"
 
     def _print_Symbol(self, expr):
         return self.names.get(expr.name, expr.name)
 
-    def _print_Max(self, expr):
+    def _nested(self, fn, expr):
         args = [self._print(a) for a in expr.args]
         out = args[0]
         for a in args[1:]:
-            out = f"max({out}, {a})"
+            out = f"{fn}({out}, {a})"
         return out
+
+    def _print_Max(self, expr):
+        return self._nested(self.max_fn, expr)
 
     def _print_Min(self, expr):
-        args = [self._print(a) for a in expr.args]
-        out = args[0]
-        for a in args[1:]:
-            out = f"min({out}, {a})"
-        return out
+        return self._nested(self.min_fn, expr)
 
 
-class _ArrayExprPrinter(SciPyPrinter):
-    """NumPy/SciPy ufunc code; symbols through ``self.names`` (set per statement)."""
+class _ScalarExprPrinter(_NamedSymbols, PythonCodePrinter):
+    """math-module scalar code."""
 
-    def _print_Symbol(self, expr):
-        return self.names.get(expr.name, expr.name)
 
-    def _print_Max(self, expr):
-        args = [self._print(a) for a in expr.args]
-        out = args[0]
-        for a in args[1:]:
-            out = f"numpy.maximum({out}, {a})"
-        return out
+class _ArrayExprPrinter(_NamedSymbols, SciPyPrinter):
+    """NumPy/SciPy ufunc code; Piecewise as numpy.where so shapes are kept."""
+    max_fn, min_fn = "numpy.maximum", "numpy.minimum"
 
     def _print_Piecewise(self, expr):
-        # numpy.where keeps shapes; the final (otherwise) branch is the default
-        out = self._print(expr.args[-1].expr)
+        out = self._print(expr.args[-1].expr)     # the final (otherwise) branch is the default
         for e, c in reversed(expr.args[:-1]):
             out = f"numpy.where({self._print(c)}, {self._print(e)}, {out})"
         return out
 
 
-class NumbaPrinter:
+class _BlockPrinter:
+    """``body(block, indent)``: one ``_print_<Statement>`` per IR node (habit 4)."""
+
+    def body(self, block: Block, indent: int) -> str:
+        pad = " " * indent
+        lines = [f"{pad}# {block.name}"]
+        for s in block.statements:
+            lines += getattr(self, "_print_" + type(s).__name__)(s, block, pad)
+        return "\n".join(lines)
+
+
+class NumbaPrinter(_BlockPrinter):
     """Statements for one site ``i`` (inside a site loop), scalar ``math`` code.
 
     Each printer owns its expression printer (whose symbol map changes per statement),
@@ -105,15 +111,9 @@ class NumbaPrinter:
                 f"{pad}for a in range(n_train):",
                 f"{pad}    {s.target} += {s.source}[a]"]
 
-    def body(self, block: Block, indent: int) -> str:
-        pad = " " * indent
-        lines = [f"{pad}# {block.name}"]
-        for s in block.statements:
-            lines += getattr(self, "_print_" + type(s).__name__)(s, block, pad)
-        return "\n".join(lines)
 
 
-class NumPyPrinter:
+class NumPyPrinter(_BlockPrinter):
     """Statements for all sites at once (vectorised over the leading site axis)."""
 
     def __init__(self):
@@ -149,9 +149,3 @@ class NumPyPrinter:
     def _print_Total(self, s: Total, block, pad):
         return [f"{pad}{s.target} = {s.source}.sum(axis=1)"]
 
-    def body(self, block: Block, indent: int) -> str:
-        pad = " " * indent
-        lines = [f"{pad}# {block.name}"]
-        for s in block.statements:
-            lines += getattr(self, "_print_" + type(s).__name__)(s, block, pad)
-        return "\n".join(lines)
