@@ -79,7 +79,7 @@ class BatchedTangentPrinter:
             if index:
                 self.dir_arrays.append((stmt.target, RANGE[stmt.over]))
                 self.dir_lines += [f"for a in range({RANGE[stmt.over]}):",
-                                   f"    for j in range(n_active):",
+                                   "    for j in range(n_active):",
                                    f"        {stmt.target}[a, j] = {rhs}"]
             else:
                 self.dir_arrays.append((stmt.target, None))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from string import Template
 
-from ..lower.ir import POINT, Block, Contract, Pointwise
+from ..lower.ir import POINT, Block, Contract
 from . import templates
 from .batched import BatchedTangentPrinter
 from .printers import NumbaPrinter, NumPyPrinter

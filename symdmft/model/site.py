@@ -24,7 +24,7 @@ import sympy as sp
 
 from ..arch.activations import h as h_symbol
 from ..arch.mlp import MLP
-from ..lower.ir import POINT, TRAIN, Block, Contract, Pointwise, Scalar, Total, make_block
+from ..lower.ir import TRAIN, Block, Contract, Pointwise, Scalar, Total, make_block
 
 # Symbols of the site process. Names are the array names of the generated code.
 h, w, delta = sp.symbols("h w delta", real=True)

@@ -6,7 +6,6 @@ site process -> lowered IR -> generated module -> sources -> saddle (one forward
 """
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 
 import numba

@@ -69,7 +69,7 @@ def simulate(net: MLP, data: Data, grid: TimeGrid, width: int, ensemble: int, se
     per_net = NetworkBatch.nbytes_per_network(net, width, data.D, data.P_all)
     chunk = min(E, chunk or max(1, CHUNK_BYTES // per_net))
 
-    X_all, X_train = data.X_all, data.X
+    X_train = data.X
     Kx = X_train @ X_train.T / data.D
     f = np.empty((E, steps + 1, data.P_all))
     names = ["K"] + [f"Phi{l}" for l in range(1, L + 1)] + [f"G{l}" for l in range(1, L + 1)]
