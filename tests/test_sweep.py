@@ -150,7 +150,7 @@ def test_axes_of_different_sizes_are_padded_with_nan():
     ds = sd.sweep({"base": BASE, "axes": {"P": [1, 3], "steps": [3, 5]}}, scheduler="synchronous",
                   threads=1)
     full = sd.default_data()
-    sub = sd.Data(full.X[:1], full.y[:1], X_test=full.X_test)
+    sub = sd.Data(full.X[:1], full.y[:1], X_test=full.X_test, y_test=full.y_test)
     with tasks.numba_threads(1):
         res = sd.solve(sd.mlp(activation="tanh"), sub, sd.TimeGrid(0.05, 3), samples=256)
     at = ds["f_var"].sel(P=1, steps=3)
@@ -160,6 +160,7 @@ def test_axes_of_different_sizes_are_padded_with_nan():
                                   res.ntk_var[:, 0, 0])
     assert np.isnan(ds["ntk_var"].sel(P=1, steps=3, i=1)).all()
     assert np.isfinite(ds["sim_f_var"].sel(P=3, steps=5)).all()
+    np.testing.assert_array_equal(ds["y"].values, full.y_all)
 
 
 KILLER = """

@@ -73,8 +73,7 @@ def assemble(spec, results: dict, attrs: dict):
     eta_values = np.asarray(spec.axes.get("eta", [spec.base["eta"]]), dtype=float)
     t = eta_values[:, None] * coords["step"][None, :]
     coords["t"] = ((*eta, "step"), t if eta else t[0])
-    y = np.concatenate([data.y, np.full(data.P_all - data.P, np.nan)])
-    out = {"y": (("point",), y)}
+    out = {"y": (("point",), data.y_all)}   # NaN on test points without targets
     sizes = {"step": steps + 1, "point": data.P_all, "i": data.P, "j": data.P}
     for kind in spec.compute:
         names = spec.axes_of(kind)

@@ -42,7 +42,7 @@ def point_problem(point, data):
     P = point.get("P")
     net = sd.mlp(hidden_layers=point.get("hidden_layers"), activation=point.get("activation"),
                  gamma0=point.get("gamma0"), center=point.get("center"))
-    sub = sd.Data(data.X[:P], data.y[:P], X_test=data.X_test)
+    sub = sd.Data(data.X[:P], data.y[:P], X_test=data.X_test, y_test=data.y_test)
     index = np.concatenate([np.arange(P), np.arange(data.P, data.P_all)])
     return net, sub, sd.TimeGrid(eta=point.get("eta"), steps=point.get("steps")), index
 
