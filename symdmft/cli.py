@@ -30,7 +30,7 @@ def _add_problem(parser: argparse.ArgumentParser, out: bool = True) -> None:
     g.add_argument("--eta", type=float, default=0.05, help="gradient-descent step; t_k = k eta")
     g.add_argument("--steps", type=int, default=60, help="number of steps")
     g.add_argument("--data", metavar="FILE.npz",
-                   help="arrays X (P, D), y (P,), optional X_test; default: the embedded problem")
+                   help="arrays X (P, D), y (P,), optional X_test and y_test; default: the embedded problem")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--out", required=True, metavar="FILE.nc", help="NetCDF file to write")
 
@@ -156,7 +156,8 @@ def load_data(path):
             raise ValueError(f"--data {path} lacks array(s) {', '.join(missing)} (has {npz.files})")
         try:
             X_test = npz["X_test"] if "X_test" in npz.files else None
-            return sd.Data(npz["X"], npz["y"], X_test=X_test), str(p)
+            y_test = npz["y_test"] if "y_test" in npz.files else None
+            return sd.Data(npz["X"], npz["y"], X_test=X_test, y_test=y_test), str(p)
         except (ValueError, TypeError) as err:
             raise ValueError(f"--data {path}: {err}") from None
 
@@ -164,7 +165,8 @@ def load_data(path):
 def data_hash(data) -> str:
     """SHA-256 of the inputs and targets: two files with equal hashes saw the same data."""
     digest = hashlib.sha256()
-    for arr in (data.X, data.y, data.X_test if data.X_test is not None else np.empty((0, data.D))):
+    for arr in (data.X, data.y, data.X_test if data.X_test is not None else np.empty((0, data.D)),
+                data.y_test if data.y_test is not None else np.empty(0)):
         arr = np.ascontiguousarray(arr, dtype=np.float64)
         digest.update(repr(arr.shape).encode())
         digest.update(arr.tobytes())

@@ -53,9 +53,9 @@ class MLP:
         return activation_name(self.activation)
 
     def numpy_functions(self):
-        """phi, phi' as vectorised NumPy callables (used by the simulator)."""
+        """phi, phi' as vectorised NumPy/SciPy callables (used by the simulator; SciPy for erf)."""
         phi, dphi, _ = self.derivatives
-        return (sp.lambdify(h, phi, modules="numpy"), sp.lambdify(h, dphi, modules="numpy"))
+        return tuple(sp.lambdify(h, e, modules=["scipy", "numpy"]) for e in (phi, dphi))
 
     def describe(self) -> dict:
         """Plain parameters for provenance records."""

@@ -68,7 +68,9 @@ class NetworkBatch:
         h = [np.matmul(X, self.W[0].transpose(0, 2, 1)) / np.sqrt(D)]
         a = [self.phi(h[0])]
         for Wl in self.W[1:]:
-            h.append(np.matmul(a[-1], Wl.transpose(0, 2, 1)) / np.sqrt(N))
+            # einsum, not matmul on a transposed stack: NumPy's stacked matmul leaves BLAS
+            # for such strides above N ~ 400 (128 ms vs 2.5 ms per 16 networks at N = 512)
+            h.append(np.einsum("cpn,cmn->cpm", a[-1], Wl, optimize=True) / np.sqrt(N))
             a.append(self.phi(h[-1]))
         f = np.matmul(a[-1], self.w[:, :, None])[:, :, 0] / (self.net.gamma0 * N)
         return Forward(h, a, f)
@@ -109,5 +111,5 @@ class NetworkBatch:
         dg = [(eta * gamma0) * gl * delta[:, :, None] for gl in g]
         self.w += (eta * gamma0) * np.matmul(delta[:, None, :], a[-1])[:, 0, :]
         for l in range(1, len(self.W)):
-            self.W[l] += np.matmul(dg[l].transpose(0, 2, 1), a[l - 1] / np.sqrt(N))
+            self.W[l] += np.einsum("cpn,cpm->cnm", dg[l], a[l - 1] / np.sqrt(N), optimize=True)
         self.W[0] += np.matmul(dg[0].transpose(0, 2, 1), X / np.sqrt(D))
