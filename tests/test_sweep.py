@@ -82,7 +82,9 @@ def test_local_cluster_two_processes_equals_synchronous_cli(tmp_path):
     assert main(["sweep", str(toml), "--scheduler", "synchronous", "--threads", "1",
                  "--out", str(tmp_path / "serial.nc")]) == 0
     serial = load_results(tmp_path / "serial.nc")
+    environ = dict(os.environ)
     cluster = sd.sweep(toml, workers=2, threads=1, out=tmp_path / "cluster.nc", progress=False)
+    assert dict(os.environ) == environ   # the nanny's pre-spawn variables do not leak into ours
     assert cluster.attrs["scheduler"] == "local" and cluster.attrs["points_failed"] == 0
     assert cluster.attrs["points_computed"] == 8   # its own folder: nothing reused from serial
     assert_same_numbers(cluster, serial)

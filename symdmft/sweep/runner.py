@@ -120,6 +120,7 @@ def _run_serial(todo, data, threads, keep):
 
 def _client(scheduler, workers):
     """``(client, cluster)``: a new local cluster (closed by the caller) or a connection."""
+    import dask
     from distributed import Client, LocalCluster
 
     from ..codegen.cache import cache_dir
@@ -129,8 +130,18 @@ def _client(scheduler, workers):
         except (OSError, TimeoutError) as err:
             raise OSError(f"cannot reach the Dask scheduler {scheduler!r}: {err}") from None
     env = {"SYMDMFT_CACHE_DIR": str(cache_dir())}  # this process's cache, set in every worker
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
-                           processes=True, dashboard_address=None, env=env)
+    # Distributed sets MALLOC_TRIM_THRESHOLD_=65536 in its workers, which pins glibc's mmap
+    # threshold: every NumPy temporary over 128 kB is then mmap'ed and page-faulted afresh,
+    # and the simulator ran 2.1x slower (6.6 s vs 3.1 s, 2000 width-512 networks). Leave it
+    # unset, and give this process its environment back (the nanny writes it before spawning).
+    saved = dict(os.environ)
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+            cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, dashboard_address=None, env=env)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     return Client(cluster), cluster
 
 
