@@ -9,9 +9,9 @@ Local worker processes inherit this process's environment, and ``SYMDMFT_CACHE_D
 each of them to the cache directory this process uses, so every worker reads the same
 generated modules. Each worker process loads (and, the first time on a machine, Numba-compiles)
 the solver module of an activation once, so a worker's first point is slower than the rest.
-Remote workers use their own environment: set ``SYMDMFT_CACHE_DIR`` there, and give each
-worker process one thread (``tasks._SOLVE_LOCK``: theory points in one process run one at a
-time, since code generation is not thread-safe yet).
+Remote workers use their own environment: set ``SYMDMFT_CACHE_DIR`` there. One thread per
+worker process is best: each solve already runs its propagator on Numba's threads (``threads``
+sets how many), and several solves launching thread teams at once oversubscribe the cores.
 """
 from __future__ import annotations
 

@@ -13,7 +13,6 @@ different chunking draws other (equally valid) networks.
 """
 from __future__ import annotations
 
-import threading
 import time
 from contextlib import contextmanager
 
@@ -24,12 +23,6 @@ from ..observables.compare import variance_with_error
 SIM_VARIABLES = ("sim_f_mean", "sim_f_mean_se", "sim_f_var", "sim_f_var_se", "sim_ntk_mean",
                  "sim_ntk_var", "sim_ntk_var_se")
 THEORY_VARIABLES = ("f", "f_var", "ntk", "ntk_var")
-# One solve at a time per process: code generation is not thread-safe today (the Numba
-# printer's expression printer, and its symbol-name table, is one class attribute shared by
-# every instance), so two threads lowering at once can emit a wrong module. Threaded Dask
-# workers therefore run their theory points one after another; use one thread per worker
-# process (the local cluster's default) for parallel theory.
-_SOLVE_LOCK = threading.Lock()
 DIMS = {name: ("step", "i", "j") if "ntk" in name else ("step", "point")
         for name in THEORY_VARIABLES + SIM_VARIABLES}
 
@@ -81,7 +74,7 @@ def run_theory(point, data, threads=None):
     start = time.perf_counter()
     try:
         net, sub, grid, index = point_problem(point, data)
-        with _SOLVE_LOCK, numba_threads(threads):
+        with numba_threads(threads):
             res = sd.solve(net, sub, grid, samples=point.get("samples"), seed=point.get("seed"),
                            sampler=point.get("sampler"), backend=point.get("backend"))
     except Exception as err:  # recorded, not raised: the sweep continues
