@@ -37,6 +37,17 @@ FEATURES = ("phi", "g", "out")                           # per-point site observ
 KERNELS = (("Phi1", "phi"), ("G1", "g"))                 # kernel = <feature feature^T>
 
 
+def with_ntk(kernels: dict, kx_train, axes: tuple = (-2, -1)) -> dict:
+    """Add the NTK ``K = G^2 Phi^1 + G^1 Phi^0 = Phi1 + G1 * Kx`` (THEORY.md §1, L = 1).
+
+    Works for means, site samples, gains, tangents and corrections alike (K is linear in
+    the kernels); ``axes`` are where the (train, train) point pair sits in the arrays.
+    """
+    shape = [1] * kernels["G1"].ndim
+    shape[axes[0]], shape[axes[1]] = kx_train.shape
+    return {**kernels, "K": kernels["Phi1"] + kernels["G1"] * kx_train.reshape(shape)}
+
+
 @dataclass(frozen=True)
 class TwoLayerSite:
     """Site process of ``net`` (an ``MLP`` with one hidden layer)."""

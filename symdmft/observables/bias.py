@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.site import with_ntk
 from .fluctuations import site_chunks
 
 
@@ -49,9 +50,8 @@ def mean_correction(module, H, W, ACT, weights, f, delta_path, kx, eta, gamma0, 
 
     u = (-jvp_f + 0.5 * np.einsum("j,jta->ta", lam, d2F)).reshape(nf)
     f_bias = (R.reshape(nf, nf) @ u).reshape(n_t, n_point)
-    direct = {name: -jvp_k[:, n] + 0.5 * np.einsum("j,jtab->tab", lam, d2K[:, :, n])
-              for n, (name, _) in enumerate(kernel_names)}
-    direct["K"] = direct["Phi1"] + direct["G1"] * kx_train
+    direct = with_ntk({name: -jvp_k[:, n] + 0.5 * np.einsum("j,jtab->tab", lam, d2K[:, :, n])
+                       for n, (name, _) in enumerate(kernel_names)}, kx_train)
     kernel_bias = {name: gain.reshape(-1, nf) @ u + direct[name].reshape(-1)
                    for name, gain in gains.items()}
     return f_bias, {name: b.reshape(n_t, P, P) for name, b in kernel_bias.items()}

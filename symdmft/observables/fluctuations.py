@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..model.site import with_ntk
+
 
 def response_matrix(dF: np.ndarray, n_point: int) -> np.ndarray:
     """R as (t, mu, s, nu): dF columns for training sources, identity for test sources."""
@@ -44,15 +46,13 @@ def site_psi(features, out0, center, kx_train, kernel_names):
     for name, feature in kernel_names:
         x = by_feature[feature]
         psi_k[name] = x[..., :, None] * x[..., None, :]
-    psi_k["K"] = psi_k["Phi1"] + psi_k["G1"] * kx_train
-    return psi_f, psi_k
+    return psi_f, with_ntk(psi_k, kx_train)
 
 
 def all_gains(dK, n_point, kx_train, kernel_names) -> dict:
     """Gm for every kernel, the NTK's (K = Phi1 + G1 * Kx, THEORY.md §1) included."""
     gains = dict(zip([n for n, _ in kernel_names], kernel_gains(dK, n_point)))
-    gains["K"] = gains["Phi1"] + gains["G1"] * kx_train[None, :, :, None, None]
-    return gains
+    return with_ntk(gains, kx_train, axes=(1, 2))      # gains are (t, mu, nu, s, point)
 
 
 def site_chunks(module, H, W, gamma0, center, kx_train, kernel_names, chunk: int = 4096):

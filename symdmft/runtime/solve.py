@@ -15,7 +15,7 @@ from ..arch.mlp import check_positive
 from ..codegen.cache import load
 from ..codegen.module import BACKENDS
 from ..lower import lower
-from ..model.site import TwoLayerSite
+from ..model.site import TwoLayerSite, with_ntk
 from ..observables.bias import mean_correction
 from ..observables.fluctuations import all_gains, fluctuations, response_matrix
 from ..observables.result import Result
@@ -80,9 +80,8 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     dF, dK = propagate(module, (H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0),
                        threads=numba.get_num_threads() if backend == "numba" else 1)
 
-    means = {name: kernels[:, n] for n, (name, _) in enumerate(site.kernels)}
     kx_train = kx[:data.P]
-    means["K"] = means["Phi1"] + means["G1"] * kx_train
+    means = with_ntk({name: kernels[:, n] for n, (name, _) in enumerate(site.kernels)}, kx_train)
     R = response_matrix(dF, data.P_all)
     gains = all_gains(dK, data.P_all, kx_train, site.kernels)
     f_cov, kernel_var = fluctuations(module, H, W, rule.weights, f, means, R, gains, net.gamma0,
