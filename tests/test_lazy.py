@@ -12,8 +12,8 @@ Exact checks of the first-order algebra (no sampling):
 
 Against trained networks (the ground truth, THEORY.md §5): ``sd.simulate`` ensembles of
 E = 3000 centred networks with gamma0 = 0.02 trained by the same GD (eta = 0.25), L = 2
-and 3, tanh and relu, widths 128 and 256 (the simulator's batched matmul leaves BLAS above
-N ~ 300 and becomes 20x slower, so N = 512 does not fit the test budget), on the default
+and 3, tanh and relu, widths 128 and 256 (an L = 3 ensemble of 3000 networks at N = 512
+takes about 2 minutes here, which does not fit the suite's budget), on the default
 problem (3 train + 1 test point). Compared: ``N Var`` of every K(0) entry and of the
 per-layer Phi^l, G^l diagonals at t = 0, and ``N Var f_mu(t)`` / ``N Cov(f_mu(t), f_nu(s))``
 on train and test points at the times where the expansion holds,
