@@ -22,7 +22,6 @@ import platformdirs
 from .module import GENERATOR_VERSION, emit
 
 BUILTIN_GENERATED = ("linear", "tanh", "erf", "relu")
-GENERATED_DIR = Path(__file__).resolve().parents[2] / "generated"
 
 
 def cache_dir() -> Path:
