@@ -32,6 +32,12 @@ class Result:
         return self.kernels["K"]
 
     @property
+    def sharpness(self) -> np.ndarray:
+        """lambda_max of the NTK at every step (issue 6; ``observables.sharpness``)."""
+        from ..observables.sharpness import sharpness
+        return sharpness(self.ntk)
+
+    @property
     def ntk_var(self) -> np.ndarray:
         return self.kernels_var["K"]
 

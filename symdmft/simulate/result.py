@@ -29,6 +29,12 @@ class SimResult:
     def ntk(self) -> np.ndarray:
         return self.kernels["K"]
 
+    @property
+    def sharpness(self) -> np.ndarray:
+        """lambda_max of the NTK at every step (issue 6; ``observables.sharpness``)."""
+        from ..observables.sharpness import sharpness
+        return sharpness(self.ntk)
+
     def to_xarray(self):
         """An ``xarray.Dataset``: f (network, t, point), y (point), ntk and each kernel (network, t, i, j).
 
