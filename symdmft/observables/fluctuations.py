@@ -69,18 +69,20 @@ def fluctuations(module, H, W, weights, f, kernel_means, R, gains, gamma0, cente
                  kernel_names):
     """(N Cov f as (t, mu, s, nu), {kernel: N Var as (t, P, P)}) from the site ensemble."""
     n_t, n_site, n_point = H.shape
-    nf = n_t * n_point
+    nf, P = n_t * n_point, kx_train.shape[0]
     kappa_f = np.zeros((nf, nf))
     var = {name: 0.0 for name in gains}
     for sl, psi_f, psi_k in site_chunks(module, H, W, gamma0, center, kx_train, kernel_names):
         w = weights[sl]
         zf = (psi_f - f[None]).reshape(-1, nf)
         kappa_f += (zf * w[:, None]).T @ zf
-        for name, gain in gains.items():
-            z = (psi_k[name] - kernel_means[name][None]).reshape(zf.shape[0], -1)
-            z = z + zf @ gain.reshape(z.shape[1], nf).T
-            var[name] = var[name] + w @ (z * z)
+        # z = the kernel's fluctuation at this site, linear in (psi_k, psi_f): computed for
+        # the site kernels by BLAS, and for the NTK by its linear rule (no third product)
+        z = {name: (psi_k[name] - kernel_means[name][None])
+             + (zf @ gains[name].reshape(-1, nf).T).reshape(-1, n_t, P, P)
+             for name, _ in kernel_names}
+        for name, zk in with_ntk(z, kx_train).items():
+            var[name] = var[name] + np.einsum("i,itab->tab", w, zk * zk).reshape(-1)
     R2 = R.reshape(nf, nf)
     f_cov = (R2 @ kappa_f @ R2.T).reshape(n_t, n_point, n_t, n_point)
-    P = kx_train.shape[0]
     return f_cov, {name: v.reshape(n_t, P, P) for name, v in var.items()}
