@@ -6,10 +6,11 @@ site process -> lowered IR -> generated module -> sources -> saddle (one forward
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import numba
 import numpy as np
+from tqdm import tqdm
 
 from ..arch.mlp import check_positive
 from ..codegen.cache import load
@@ -19,6 +20,7 @@ from ..model.site import TwoLayerSite, with_ntk
 from ..observables.bias import mean_correction
 from ..observables.fluctuations import all_gains, fluctuations, response_matrix
 from ..observables.result import Result
+from ..progress import show_progress
 from .samplers import SAMPLERS, covariance_root, make_rule
 
 
@@ -34,26 +36,33 @@ def _diverged(what: str, k: int, eta: float) -> FloatingPointError:
         f"non-finite; reduce eta (now {eta:g}) below about 2 / lambda_max(K)")
 
 
-def propagate(module, args, threads: int):
-    """Run the propagator's independent direction batches on ``threads`` threads.
+def propagate(module, args, threads: int, progress=None):
+    """Run the propagator's independent direction batches as parts on ``threads`` threads.
 
     The generated Numba ``propagate`` releases the GIL, so parts run concurrently; their
-    outputs cover disjoint directions and are summed.
+    outputs cover disjoint directions and are summed. Four parts per thread balance the
+    load dynamically and drive a progress bar (on a terminal only).
     """
-    if threads <= 1:
-        return module.propagate(*args, 0, 1)
-    with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(lambda p: module.propagate(*args, p, threads), range(threads)))
-    return sum(p[0] for p in parts), sum(p[1] for p in parts)
+    n_parts = 4 * max(threads, 1)
+    bar = tqdm(total=n_parts, desc="propagator", unit="part", disable=not show_progress(progress))
+    dF = dK = 0.0
+    with bar, ThreadPoolExecutor(max(threads, 1)) as pool:
+        for part in as_completed([pool.submit(module.propagate, *args, p, n_parts)
+                                  for p in range(n_parts)]):
+            F, K = part.result()
+            dF, dK = dF + F, dK + K
+            bar.update()
+    return dF, dK
 
 
 def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
-          backend: str = "numba", bias: bool = False) -> Result:
+          backend: str = "numba", bias: bool = False, progress: bool | None = None) -> Result:
     """Infinite-width dynamics and leading-order N Cov of predictions and kernels.
 
     ``samples`` quadrature points of the sources (u, w(0)) (THEORY.md §2), drawn by
     ``sampler`` (see ``symdmft.runtime.samplers``); ``backend`` 'numba' (fast) or 'numpy'
-    (reference). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
+    (reference). ``progress``: a bar over the propagator's parts (None: only on a
+    terminal). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
     ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction).
     All inputs are checked before anything is compiled.
     """
@@ -78,7 +87,8 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     ACT = module.site_activations(H)
     n_chunk = 4 * numba.get_num_threads()
     dF, dK = propagate(module, (H, W, ACT, rule.weights, delta_path, kx, grid.eta, net.gamma0),
-                       threads=numba.get_num_threads() if backend == "numba" else 1)
+                       threads=numba.get_num_threads() if backend == "numba" else 1,
+                       progress=progress)
 
     kx_train = kx[:data.P]
     means = with_ntk({name: kernels[:, n] for n, (name, _) in enumerate(site.kernels)}, kx_train)

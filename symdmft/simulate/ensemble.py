@@ -6,11 +6,11 @@ equal-time kernels at every step.
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 
 from ..arch.mlp import MLP, check_positive
+from ..progress import show_progress
 from ..problem import Data, TimeGrid
 from .network import NetworkBatch
 from .result import SimResult
@@ -37,12 +37,6 @@ def _check_inputs(net, data, grid, width, ensemble, seed, chunk):
     if chunk is not None:
         chunk = check_positive("chunk", chunk, integer=True)
     return width, ensemble, seed, chunk
-
-
-def _show_progress(progress) -> bool:
-    if progress is None:
-        return bool(getattr(sys.stderr, "isatty", lambda: False)())
-    return bool(progress)
 
 
 def simulate(net: MLP, data: Data, grid: TimeGrid, width: int, ensemble: int, seed: int = 0,
@@ -80,7 +74,7 @@ def simulate(net: MLP, data: Data, grid: TimeGrid, width: int, ensemble: int, se
 
     starts = range(0, E, chunk)
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-        for lo in tqdm(starts, desc="simulate", unit="chunk", disable=not _show_progress(progress)):
+        for lo in tqdm(starts, desc="simulate", unit="chunk", disable=not show_progress(progress)):
             hi = min(E, lo + chunk)
             batch = NetworkBatch.initialise(net, width, data.D, rngs[lo:hi])
             _train_chunk(batch, data, grid, Kx, f[lo:hi], {k: v[lo:hi] for k, v in kernels.items()}, lo)

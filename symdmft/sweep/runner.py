@@ -16,10 +16,10 @@ sets how many), and several solves launching thread teams at once oversubscribe 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from pathlib import Path
 
+from ..progress import show_progress
 from . import tasks
 from .spec import load_spec
 from .store import PointStore, assemble, write_results
@@ -106,7 +106,7 @@ def _check_count(name, value):
 
 def _progress_bar(total, done, progress):
     from tqdm import tqdm
-    show = bool(getattr(sys.stderr, "isatty", lambda: False)()) if progress is None else bool(progress)
+    show = show_progress(progress)
     return tqdm(total=total, initial=done, unit="point", desc="sweep", disable=not show)
 
 
