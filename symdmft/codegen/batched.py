@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from ..lower.ir import POINT, Block, Contract, Pointwise, Scalar, Total
+from ..lower.ir import Block, Contract, Pointwise, Scalar, Total, target_range
 from .printers import RANGE, NumbaPrinter
 
 
@@ -43,8 +43,7 @@ class BatchedTangentPrinter:
             else:
                 self.coef_lines += getattr(self.scalar, "_print_" + type(stmt).__name__)(stmt, block, "")
                 if block.kind.get(stmt.target) == "vec":
-                    size = POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
-                    self.coef_arrays.append((stmt.target, RANGE[size]))
+                    self.coef_arrays.append((stmt.target, RANGE[target_range(stmt)]))
 
     def _access(self, name: str, index: str | None) -> str:
         kind = self.block.kind[name]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from string import Template
 
-from ..lower.ir import POINT, Block, Contract
+from ..lower.ir import Block, vector_temporaries
 from . import templates
 from .batched import BatchedTangentPrinter
 from .printers import NumbaPrinter, NumPyPrinter
@@ -22,22 +22,13 @@ _BOUND = {"step": {"h_next"}, "features": set()}
 
 def _scratch(block: Block, bound: set, indent: int) -> str:
     """``name = np.empty(n)`` for every vector temporary of ``block`` (Numba only)."""
-    lines = []
-    for stmt in block.statements:
-        if stmt.target in bound or block.kind.get(stmt.target) != "vec":
-            continue
-        over = POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
-        lines.append(f"{' ' * indent}{stmt.target} = np.empty(n_{over})")
+    lines = [f"{' ' * indent}{n} = np.empty(n_{over})" for n, over in vector_temporaries(block, bound)]
     return "\n".join(lines) or f"{' ' * indent}pass"
 
 
 def _chunk_scratch(block: Block, indent: int) -> tuple[str, str]:
     """Per-chunk temporaries: allocated outside the parallel loop, sliced inside it."""
-    names = []
-    for stmt in block.statements:
-        if block.kind.get(stmt.target) == "vec" and stmt.target not in names:
-            over = POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
-            names.append((stmt.target, over))
+    names = vector_temporaries(block)
     # rows spaced 8 apart so that chunks never share a cache line (false sharing)
     alloc = "\n".join(f"    {n}_all = np.empty((8 * n_chunk, n_{over}))" for n, over in names) or "    pass"
     bind = "\n".join(f"{' ' * indent}{n} = {n}_all[8 * c]" for n, _ in names) or f"{' ' * indent}pass"

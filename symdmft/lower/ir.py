@@ -88,5 +88,20 @@ def make_block(name: str, statements, kinds: dict) -> Block:
     return Block(name, tuple(statements), tuple(sorted(kinds.items())))
 
 
+def target_range(stmt) -> str:
+    """The data-index range a statement writes: its own for Pointwise, all points for Contract."""
+    return POINT if isinstance(stmt, Contract) else getattr(stmt, "over", POINT)
+
+
+def vector_temporaries(block: Block, bound=()) -> list[tuple[str, str]]:
+    """(name, range) of every per-point target of ``block`` not in ``bound``, in order, once."""
+    out = []
+    for stmt in block.statements:
+        if block.kind.get(stmt.target) == "vec" and stmt.target not in bound \
+                and stmt.target not in (n for n, _ in out):
+            out.append((stmt.target, target_range(stmt)))
+    return out
+
+
 def targets(block: Block) -> list[str]:
     return [s.target for s in block.statements]
