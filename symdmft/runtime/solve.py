@@ -72,6 +72,11 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if net.hidden_layers >= 2:
+        # Deep nets in the rich regime: a site process with response functions (THEORY.md §2).
+        from ..deep.rich import solve_rich
+        return solve_rich(net, data, grid, samples=samples, seed=seed, sampler=sampler,
+                          progress=progress)
     site = TwoLayerSite(net)
     module = load(lower(site), net.activation_name, backend)
 

@@ -1,0 +1,95 @@
+"""``RichResult``: the infinite-width rich-regime solution of a deep MLP (THEORY.md §2).
+
+The order parameters of the deep site process are two-time objects over all points (train
+then test, test points carry zero weight in the loss). For a net with L hidden layers:
+
+* ``Phi[l-1]`` = Phi^l(t, s), ``G[l-1]`` = G^l(t, s) for l = 1..L, each
+  (steps+1, P_all, steps+1, P_all);
+* ``A[l-1]`` = A^l(t, s), ``B[l-1]`` = B^l(t, s) for l = 1..L-1 (A^0 = B^L = 0), same shape;
+  A is strictly causal, B has an equal-time part (THEORY.md §2);
+* ``f`` (steps+1, P_all) by the correlator rule; ``convergence``: how the saddle was found
+  (``iterations``, ``residual``, ``reason``; closed forms report 0 iterations).
+
+The equal-time views ``kernels`` ("Phi1".."PhiL", "G1".."GL", "K", training points) follow
+the names of ``sd.simulate`` so a theory and an ensemble compare key by key. Finite-width
+fields (``f_cov``, ``kernels_var``) are filled by the propagator (THEORY.md §3) when solved.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+def equal_time(M: np.ndarray) -> np.ndarray:
+    """(T, P, T, P) two-time array -> (T, P, P) equal-time slices M(t, t)."""
+    return np.einsum("tmtn->tmn", M)
+
+
+@dataclass(eq=False)
+class RichResult:
+    t: np.ndarray
+    f: np.ndarray
+    Phi: list
+    G: list
+    A: list
+    B: list
+    y: np.ndarray
+    Kx: np.ndarray                           # (P_all, P_all) input Gram matrix Phi^0
+    convergence: dict = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    f_cov: np.ndarray | None = None          # N Cov f, (steps+1, P_all, steps+1, P_all)
+    kernels_var: dict | None = None          # N Var of equal-time kernel entries, (steps+1, P, P)
+    y_test: np.ndarray | None = None
+
+    @property
+    def L(self) -> int:
+        return len(self.Phi)
+
+    @property
+    def P(self) -> int:
+        return self.y.shape[0]
+
+    @property
+    def kernels(self) -> dict:
+        """Equal-time kernels on training points: Phi1..PhiL, G1..GL and the NTK K (THEORY.md §1)."""
+        P = self.P
+        out = {}
+        for l in range(1, self.L + 1):
+            out[f"Phi{l}"] = equal_time(self.Phi[l - 1])[:, :P, :P]
+        for l in range(1, self.L + 1):
+            out[f"G{l}"] = equal_time(self.G[l - 1])[:, :P, :P]
+        out["K"] = self.ntk_all[:, :P, :P]
+        return out
+
+    @property
+    def ntk_all(self) -> np.ndarray:
+        """K(t) = sum_{l=0..L} G^{l+1}(t,t) * Phi^l(t,t) on all points (G^{L+1} = 1, Phi^0 = Kx)."""
+        n_t = self.t.shape[0]
+        K = equal_time(self.G[0]) * self.Kx[None]
+        for l in range(1, self.L):
+            K = K + equal_time(self.G[l]) * equal_time(self.Phi[l - 1])
+        K = K + equal_time(self.Phi[self.L - 1])
+        assert K.shape[0] == n_t
+        return K
+
+    @property
+    def ntk(self) -> np.ndarray:
+        return self.ntk_all[:, :self.P, :self.P]
+
+    @property
+    def delta(self) -> np.ndarray:
+        return self.y[None, :] - self.f[:, :self.P]
+
+    @property
+    def f_var(self) -> np.ndarray:
+        if self.f_cov is None:
+            raise AttributeError("no finite-width fluctuations in this result")
+        n_t, n_p = self.f.shape
+        return np.einsum("tmtm->tm", self.f_cov.reshape(n_t, n_p, n_t, n_p))
+
+    @property
+    def ntk_var(self) -> np.ndarray:
+        if self.kernels_var is None:
+            raise AttributeError("no finite-width fluctuations in this result")
+        return self.kernels_var["K"]
