@@ -70,7 +70,7 @@ def test_bad_solve_arguments_fail_before_compiling(kw, name, monkeypatch):
 
 
 def test_deep_networks_not_yet_supported_by_the_solver():
-    with pytest.raises(NotImplementedError, match="hidden_layers=1"):
+    with pytest.raises(NotImplementedError, match="hidden_layers=2"):
         sd.solve(sd.mlp(hidden_layers=2), sd.default_data(), sd.TimeGrid(0.1, 3))
 
 
