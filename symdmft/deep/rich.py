@@ -1,14 +1,118 @@
 """Deep MLPs in the rich regime: the infinite-width site process with responses (THEORY.md §2).
 
-``solve_rich(net, data, grid, ...)`` returns a ``RichResult``. This module is the entry point
-``sd.solve`` calls for ``hidden_layers >= 2``; the solvers behind it are being built (issue 4).
+``solve_rich(net, data, grid, ...)`` returns a ``RichResult``; ``sd.solve`` calls it for
+``hidden_layers >= 2``. The stages (ARCHITECTURE.md habit 1):
+
+    sources (rich_sources) -> causal frontier over time steps (rich_frontier), which integrates
+    the per-layer site paths (rich_site) and takes the responses A, B by exact adjoint sweeps
+    (rich_responses) -> fixed-point residual -> RichResult.
+
+The sampling solver works for every activation, ``linear`` included, so the closed-form deep
+linear solver (``deep.linear_rich``, THEORY.md §2 "Deep linear networks") can be checked
+against it. ``solve_rich_sampled`` also takes ``responses`` for the ablations of THEORY.md §2:
+``"no_equal_time_B"`` drops the equal-time part of B, ``"none"`` drops A and B (the gradient
+independence ansatz); both are wrong on purpose and exist to be compared with simulation.
 """
 from __future__ import annotations
 
+import numpy as np
+
+from ..arch.mlp import MLP, check_positive
+from ..problem import Data, TimeGrid
+from ..runtime.samplers import SAMPLERS
+from .rich_frontier import RESPONSES, run_frontier
+from .rich_result import RichResult
+from .rich_sources import SourceLayout, source_rule
+
+# A replayed saddle must reproduce its order parameters to rounding (the frontier computes
+# each one once from final paths); anything larger is a bookkeeping error, not noise.
+REPLAY_TOL = 1e-8
+
+
+def _check_inputs(net, data, grid, samples, seed, sampler, responses):
+    for name, value, kind in (("net", net, MLP), ("data", data, Data), ("grid", grid, TimeGrid)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be a symdmft {kind.__name__}, got {type(value).__name__}")
+    if net.hidden_layers < 2:
+        raise ValueError(f"net must have hidden_layers >= 2 for the deep solver, got "
+                         f"{net.hidden_layers} (two-layer nets: sd.solve)")
+    samples = check_positive("samples", samples, integer=True)
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if responses not in RESPONSES:
+        raise ValueError(f"responses must be one of {RESPONSES}, got {responses!r}")
+    return samples, int(seed)
+
+
+def replay_residual(est, replayed) -> float:
+    """max over order parameters of max |F(q) - q| / max(1, max |q|)."""
+    worst = 0.0
+    for name, q in est.arrays().items():
+        Fq = replayed.arrays()[name]
+        worst = max(worst, float(np.max(np.abs(Fq - q), initial=0.0) / max(1.0, np.max(np.abs(q), initial=0.0))))
+    return worst
+
 
 def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
-               progress: bool | None = None):
-    raise NotImplementedError(
-        f"sd.solve for hidden_layers >= 2 in the rich regime is not implemented yet (issue 4); "
-        f"got hidden_layers={net.hidden_layers}. Deep nets at t = 0: sd.initial_statistics; "
-        f"in the lazy limit: sd.lazy_solve")
+               progress: bool | None = None) -> RichResult:
+    """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process.
+
+    ``samples`` sites (rounded up to a power of two for QMC); ``sampler`` 'auto'/'qmc'
+    (scrambled Sobol, seeded) or 'mc'. Memory is about ``8 samples (steps+1) P_all (4 L + dim)``
+    bytes with ``dim = P_all + 1 + 2 (L-1) (steps+1) P_all`` source coordinates.
+    """
+    # Deep linear nets also have a closed form (deep.linear_rich); this sampler handles them too.
+    return solve_rich_sampled(net, data, grid, samples=samples, seed=seed, sampler=sampler,
+                              progress=progress)
+
+
+def solve_rich_sampled(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
+                       progress: bool | None = None, responses: str = "full",
+                       verify: bool = False) -> RichResult:
+    """``solve_rich`` with the ablation switch ``responses`` and an optional full replay.
+
+    ``verify=True`` runs the site process a second time driven by the solved order parameters
+    and reports ``|F(q) - q|`` over all of them (A and B included); otherwise the residual covers
+    the kernels and f, re-estimated from the final paths. Raises ``RuntimeError`` if the residual
+    exceeds ``REPLAY_TOL``, ``FloatingPointError`` naming the step if the dynamics diverge.
+    """
+    samples, seed = _check_inputs(net, data, grid, samples, seed, sampler, responses)
+    Kx_all = data.Kx_all
+    layout = SourceLayout(net.hidden_layers, grid.steps, data.P_all)
+    rule = source_rule(layout, samples, seed, sampler)
+    est, paths = run_frontier(net, Kx_all, data.y, grid, rule, layout, responses, progress=progress)
+    if verify:
+        replayed, _ = run_frontier(net, Kx_all, data.y, grid, rule, layout, responses, frozen=est)
+        residual, kind = replay_residual(est, replayed), "full replay: all order parameters"
+    else:
+        residual, kind = _path_residual(est, paths, rule.weights, net), "kernels and f from final paths"
+    if not residual <= REPLAY_TOL:
+        raise RuntimeError(f"deep saddle not self-consistent: residual {residual:.3g} > {REPLAY_TOL:g} "
+                           f"({kind}); this is a bug, please report it")
+    convergence = {"method": "causal frontier", "iterations": 1, "frontier_steps": grid.steps + 1,
+                   "residual": residual, "residual_kind": kind,
+                   "reason": "each step's order parameters need only earlier steps and equal-time "
+                             "responses, so one pass over the time frontier is the fixed point"}
+    params = {**net.describe(), **data.describe(), "eta": grid.eta, "steps": grid.steps,
+              "samples": rule.n, "seed": seed, "sampler": rule.method, "responses": responses}
+    return RichResult(t=grid.t, f=est.f, Phi=est.Phi, G=est.G, A=est.A, B=est.B, y=data.y.copy(),
+                      Kx=Kx_all, convergence=convergence, params=params, y_test=data.y_test)
+
+
+def _path_residual(est, paths, weights, net) -> float:
+    """Kernels and f re-estimated in one piece from the final site paths, against the frontier's."""
+    worst = 0.0
+    for l, site in enumerate(paths):
+        n, T1, P = site.h.shape
+        for field, M in ((site.phi, est.Phi[l]), (site.g, est.G[l])):
+            flat = field.reshape(n, T1 * P)
+            full = np.einsum("nk,nl->kl", flat * weights[:, None], flat).reshape(T1, P, T1, P)
+            worst = max(worst, float(np.max(np.abs(full - M)) / max(1.0, np.max(np.abs(M)))))
+    top = paths[-1]
+    f = np.einsum("i,itp->tp", weights, top.z * top.phi) / net.gamma0
+    if net.center:
+        f = f - f[0]
+    worst = max(worst, float(np.max(np.abs(f - est.f)) / max(1.0, np.max(np.abs(est.f)))))
+    return worst
