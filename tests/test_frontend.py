@@ -69,9 +69,15 @@ def test_bad_solve_arguments_fail_before_compiling(kw, name, monkeypatch):
         sd.solve(sd.mlp(), sd.default_data(), sd.TimeGrid(0.1, 3), **kw)
 
 
-def test_deep_networks_not_yet_supported_by_the_solver():
-    with pytest.raises(NotImplementedError, match="hidden_layers=2"):
-        sd.solve(sd.mlp(hidden_layers=2), sd.default_data(), sd.TimeGrid(0.1, 3))
+def test_deep_networks_are_solved_in_the_rich_regime():
+    """sd.solve dispatches hidden_layers >= 2 to the deep site-process solver (THEORY.md §2)."""
+    from symdmft.deep.rich_result import RichResult
+    data, grid = sd.default_data(), sd.TimeGrid(0.1, 3)
+    res = sd.solve(sd.mlp(hidden_layers=2), data, grid, samples=1024, seed=0)
+    assert isinstance(res, RichResult)
+    assert res.f.shape == (grid.steps + 1, data.P_all) and np.all(np.isfinite(res.f))
+    assert set(res.kernels) == {"Phi1", "Phi2", "G1", "G2", "K"}
+    assert res.convergence["iterations"] == 1 and res.convergence["residual"] < 1e-12
 
 
 def test_divergence_is_reported_with_its_step():
