@@ -121,8 +121,11 @@ def test_small_gamma0_approaches_the_lazy_limit():
 
 # ---- ground truth: trained networks (THEORY.md §5) ----------------------------------------
 #
-# Theory: the mean of two independent Sobol scrambles of 8192 sites; its QMC error per kernel
-# is the RMS half-difference of the two (measured 1e-4 to 1.5e-3, below the ensemble error).
+# Theory: the mean of two independent Sobol scrambles of 8192 sites; its QMC error per entry
+# is the half-difference of the two, at least their RMS over entries (1e-4 to 1.5e-3, below
+# the ensemble error). The sampled saddle also has a second-order bias (QMC errors fed back
+# through the closed loop); for these tanh nets it was not resolvable against 4 scrambles at
+# 2048-32768 sites (below their spread), so it is not budgeted separately.
 # Simulation: E = 16 networks at N = 1000 (and 8 at N = 2000); per entry the standard error
 # std / sqrt(E). The O(1/N) shift of the ensemble means is N (E q - q_inf) / N with N (E q -
 # q_inf) of the order of N Var q (0.1 to 0.7 here): 1e-3 is allowed for it. A kernel agrees
@@ -152,7 +155,9 @@ def _theory(L, gamma0, responses="full", activation="tanh"):
         mean, qmc = {}, {}
         for name in list(runs[0].kernels) + ["f"]:
             a, b = (r.f if name == "f" else r.kernels[name] for r in runs)
-            mean[name], qmc[name] = (a + b) / 2, np.sqrt(np.mean((a - b) ** 2) / 4)
+            # per entry |a - b| / 2, but never below the RMS over entries (one pair is noisy)
+            mean[name] = (a + b) / 2
+            qmc[name] = np.maximum(np.abs(a - b) / 2, np.sqrt(np.mean((a - b) ** 2) / 4))
         _THEORIES[key] = (mean, qmc, runs[0])
     return _THEORIES[key]
 
@@ -197,10 +202,11 @@ def test_second_width_agrees_too():
 def test_ablations_disagree_with_trained_networks():
     """THEORY.md §2: dropping the equal-time part of B, or A and B altogether (gradient
     independence), is a real error. L = 2, tanh, gamma0 = 1, at t = 2: the trace of the
-    layer-1 kernels Phi^1 and G^1 from the full theory lies within 4 standard errors of the
-    16-network mean (measured z = -0.9, -0.3), while without the equal-time part of B it is
-    off by +5.7% / +12.1% (measured z = +16, +13) and without any response by +5.3% / -7.1%
-    (z = +15, -8): required |z| > 6 and a relative gap > 3% for both ablations."""
+    layer-1 kernels Phi^1 and G^1 from the full theory lies within 4 combined errors of the
+    16-network mean (ensemble error and QMC error, the latter bounded by the sum of the
+    diagonal entries' errors; measured z = -0.9, -0.3). Without the equal-time part of B the
+    traces are off by +5.8% / +12.3% (z = +16, +13), without any response by +5.4% / -6.8%
+    (z = +15, -7): each ablation must miss both traces by more than Z_MAX errors and 3%."""
     sim = _sim(2, 1.0)
     E = sim.params["ensemble"]
     for responses, wrong in (("full", False), ("no_equal_time_B", True), ("none", True)):
@@ -208,11 +214,12 @@ def test_ablations_disagree_with_trained_networks():
         for name in ("Phi1", "G1"):
             trace_sim = np.trace(sim.kernels[name][:, -1], axis1=1, axis2=2)
             trace = np.trace(mean[name][-1])
-            se = np.hypot(trace_sim.std(ddof=1) / np.sqrt(E), 3 * qmc[name])
+            qmc_trace = np.trace(qmc[name][-1])  # the sum bounds the trace's QMC error
+            se = np.hypot(trace_sim.std(ddof=1) / np.sqrt(E), qmc_trace)
             z = (trace - trace_sim.mean()) / se
             gap = abs(trace / trace_sim.mean() - 1)
             if wrong:
-                assert abs(z) > 6 and gap > 0.03, (responses, name, z, gap)
+                assert abs(z) > Z_MAX and gap > 0.03, (responses, name, z, gap)
             else:
                 assert abs(z) < 4, (responses, name, z)
 
