@@ -108,7 +108,7 @@ def _path_residual(est, paths, weights, net) -> float:
         n, T1, P = site.h.shape
         for field, M in ((site.phi, est.Phi[l]), (site.g, est.G[l])):
             flat = field.reshape(n, T1 * P)
-            full = np.einsum("nk,nl->kl", flat * weights[:, None], flat).reshape(T1, P, T1, P)
+            full = ((flat * weights[:, None]).T @ flat).reshape(T1, P, T1, P)  # one big GEMM
             worst = max(worst, float(np.max(np.abs(full - M)) / max(1.0, np.max(np.abs(M)))))
     top = paths[-1]
     f = np.einsum("i,itp->tp", weights, top.z * top.phi) / net.gamma0

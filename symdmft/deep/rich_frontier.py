@@ -83,6 +83,8 @@ def run_frontier(net, Kx_all, y, grid, rule, layout, responses: str = "full",
     zeta = rule.zeta
     chol_u = {l: CausalGaussian(steps, P) for l in range(2, L + 1)}
     chol_r = {l: CausalGaussian(steps, P) for l in range(1, L)}
+    zeta_u = {l: layout.gather(zeta, "u", l) for l in chol_u}
+    zeta_r = {l: layout.gather(zeta, "r", l) for l in chol_r}
     delta = np.zeros((steps + 1, P))
     f_shift = 0.0
     for t in tqdm(range(steps + 1), desc="deep saddle", unit="step", disable=not show_progress(progress)):
@@ -92,7 +94,7 @@ def run_frontier(net, Kx_all, y, grid, rule, layout, responses: str = "full",
                 u, Phi_prev, A_prev = u1, np.broadcast_to(Kx_all[:, None, :], (P, t, P)), None
             else:
                 chol_u[l].extend(t, use.Phi[l - 2][t, :, :t + 1])
-                u = chol_u[l].sample(t, np.stack([zeta[:, layout.u(l, s)] for s in range(t + 1)], 1))
+                u = chol_u[l].sample(t, zeta_u[l][:, :t + 1])
                 Phi_prev, A_prev = use.Phi[l - 2][t, :, :t], use.A[l - 2][t, :, :t]
             mem.set_A_row(l, t, Phi_prev, A_prev, past)
             site = paths[l - 1]
@@ -106,7 +108,7 @@ def run_frontier(net, Kx_all, y, grid, rule, layout, responses: str = "full",
                 r, G_next, B_here = np.repeat(w0[:, None], P, axis=1), np.ones((P, t, P)), None
             else:
                 chol_r[l].extend(t, use.G[l][t, :, :t + 1])
-                r = chol_r[l].sample(t, np.stack([zeta[:, layout.r(l, s)] for s in range(t + 1)], 1))
+                r = chol_r[l].sample(t, zeta_r[l][:, :t + 1])
                 G_next, B_here = use.G[l][t, :, :t], use.B[l - 1][t, :, :t + 1]
             mem.set_B_row(l, t, G_next, B_here, past)
             site = paths[l - 1]

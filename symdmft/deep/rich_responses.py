@@ -52,16 +52,13 @@ def site_response(paths: LayerPaths, CA: np.ndarray, CB: np.ndarray, t: int, see
         raise ValueError(f"seed must be 'phi' or 'g', got {seed!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    n, _, P = paths.h.shape
     if backend == "numba":
         dphi, ddphi_z = paths.derivative_factors(slice(None))
-        n_parts = 4 * numba.get_num_threads()
-        parts = _sweep_numba(np.ascontiguousarray(dphi[:, :t + 1]),
-                             np.ascontiguousarray(ddphi_z[:, :t + 1]),
-                             np.ascontiguousarray(CA[:t + 1, :, :t + 1]),
-                             np.ascontiguousarray(CB[:t + 1, :, :t + 1]),
-                             weights, seed == "phi", n_parts)
+        flat = lambda M: np.ascontiguousarray(M[:t + 1, :, :t + 1]).reshape(t + 1, P, (t + 1) * P)  # noqa: E731
+        parts = _sweep_numba(dphi, ddphi_z, flat(CA), flat(CB), weights, t, seed == "phi",
+                             4 * numba.get_num_threads())
         return parts.sum(axis=0)
-    n, _, P = paths.h.shape
     out = np.zeros((P, t + 1, P))
     chunk = max(1, CHUNK_BYTES // (2 * 8 * P * P * (t + 1)))
     eye = np.eye(P)
@@ -94,47 +91,60 @@ def site_response(paths: LayerPaths, CA: np.ndarray, CB: np.ndarray, t: int, see
 
 
 @numba.njit(parallel=True, cache=True)
-def _sweep_numba(dphi, ddphi_z, CA, CB, weights, seed_phi, n_parts):
-    """The adjoint steps above, site by site; ``n_parts`` partial sums, one per site block."""
-    n, T1, P = dphi.shape
-    t = T1 - 1
+def _sweep_numba(dphi, ddphi_z, CA, CB, weights, t, seed_phi, n_parts):
+    """The adjoint steps above, site by site; ``n_parts`` partial sums, one per site block.
+
+    ``dphi``, ``ddphi_z``: (n, steps+1, P), read up to step t. ``CA``, ``CB`` are
+    (t+1, P, (t+1) P): rows of the memory kernels flattened over (s, nu),
+    so the innermost loops run over one contiguous row (vectorised by LLVM). The adjoints
+    hold all P output directions: ``bar_g[a, s P + nu]``.
+    """
+    n, P = dphi.shape[0], dphi.shape[2]
+    T1 = t + 1
     out = np.zeros((n_parts, P, T1, P))
     for part in numba.prange(n_parts):
-        bar_g = np.zeros((T1, P))
-        bar_phi = np.zeros((T1, P))
-        bar_z = np.zeros(P)
-        bar_h = np.zeros(P)
+        bar_g = np.zeros((P, T1 * P))
+        bar_phi = np.zeros((P, T1 * P))
+        bar_z = np.zeros((P, P))
+        bar_h = np.zeros((P, P))
         for i in range(part * n // n_parts, (part + 1) * n // n_parts):
             w = weights[i]
+            bar_g[:] = 0.0
+            bar_phi[:] = 0.0
             for a in range(P):
-                bar_g[:] = 0.0
-                bar_phi[:] = 0.0
                 if seed_phi:
-                    bar_phi[t, a] = 1.0
+                    bar_phi[a, t * P + a] = 1.0
                 else:
-                    bar_g[t, a] = 1.0
-                for k in range(t, -1, -1):
+                    bar_g[a, t * P + a] = 1.0
+            for k in range(t, -1, -1):
+                for a in range(P):
                     for mu in range(P):
-                        bar_z[mu] = dphi[i, k, mu] * bar_g[k, mu]
-                        bar_h[mu] = ddphi_z[i, k, mu] * bar_g[k, mu]
-                    if seed_phi and k < t:
+                        bg = bar_g[a, k * P + mu]
+                        bar_z[a, mu] = dphi[i, k, mu] * bg
+                        bar_h[a, mu] = ddphi_z[i, k, mu] * bg
+                if seed_phi and k < t:
+                    for a in range(P):
                         for mu in range(P):
-                            out[part, a, k, mu] += w * bar_z[mu]
+                            out[part, a, k, mu] += w * bar_z[a, mu]
+                m = (k + 1) * P
+                for a in range(P):
                     for mu in range(P):
-                        bz = bar_z[mu]
+                        bz = bar_z[a, mu]
                         if bz != 0.0:
-                            for s in range(k + 1):
-                                for nu in range(P):
-                                    bar_phi[s, nu] += bz * CB[k, mu, s, nu]
+                            for j in range(m):
+                                bar_phi[a, j] += bz * CB[k, mu, j]
+                for a in range(P):
                     for mu in range(P):
-                        bar_h[mu] += dphi[i, k, mu] * bar_phi[k, mu]
-                    if not seed_phi:
+                        bar_h[a, mu] += dphi[i, k, mu] * bar_phi[a, k * P + mu]
+                if not seed_phi:
+                    for a in range(P):
                         for mu in range(P):
-                            out[part, a, k, mu] += w * bar_h[mu]
+                            out[part, a, k, mu] += w * bar_h[a, mu]
+                m = k * P
+                for a in range(P):
                     for mu in range(P):
-                        bh = bar_h[mu]
+                        bh = bar_h[a, mu]
                         if bh != 0.0:
-                            for s in range(k):
-                                for nu in range(P):
-                                    bar_g[s, nu] += bh * CA[k, mu, s, nu]
+                            for j in range(m):
+                                bar_g[a, j] += bh * CA[k, mu, j]
     return out

@@ -38,11 +38,15 @@ def activation_functions(net):
 
 
 class LayerPaths:
-    """h, z, phi(h), g of one layer for n sites, (n, steps+1, P) each, filled causally."""
+    """h, z, phi(h), g of one layer for n sites, (n, steps+1, P) each, filled causally.
+
+    ``dphi`` = phi'(h) and ``ddphi_z`` = phi''(h) z are kept too: they are the diagonal
+    factors of the tangent equations, needed by every response sweep (``rich_responses``).
+    """
 
     def __init__(self, n: int, steps: int, P: int, functions):
         shape = (n, steps + 1, P)
-        self.h, self.z, self.phi, self.g = (np.zeros(shape) for _ in range(4))
+        self.h, self.z, self.phi, self.g, self.dphi, self.ddphi_z = (np.zeros(shape) for _ in range(6))
         self.functions = functions
 
     @property
@@ -57,6 +61,7 @@ class LayerPaths:
             h += np.einsum("nk,pk->np", self.g[:, :t].reshape(self.n, t * P), CA[t, :, :t].reshape(P, t * P))
         self.h[:, t] = h
         self.phi[:, t] = self.functions[0](h)
+        self.dphi[:, t] = self.functions[1](h)
 
     def advance_z(self, t: int, r: np.ndarray, CB: np.ndarray) -> None:
         """z(t) = r(t) + sum_{s<=t} CB(t, s) phi(h(s)), then g(t) = phi'(h(t)) z(t)."""
@@ -64,12 +69,12 @@ class LayerPaths:
         n1 = (t + 1) * P
         z = r + np.einsum("nk,pk->np", self.phi[:, :t + 1].reshape(self.n, n1), CB[t, :, :t + 1].reshape(P, n1))
         self.z[:, t] = z
-        self.g[:, t] = self.functions[1](self.h[:, t]) * z
+        self.g[:, t] = self.dphi[:, t] * z
+        self.ddphi_z[:, t] = self.functions[2](self.h[:, t]) * z
 
     def derivative_factors(self, sites: slice):
         """phi'(h) and phi''(h) z on ``sites``: the diagonal factors of the tangent equations."""
-        h = self.h[sites]
-        return self.functions[1](h), self.functions[2](h) * self.z[sites]
+        return self.dphi[sites], self.ddphi_z[sites]
 
 
 def weighted_gram(weights: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -53,6 +53,11 @@ class SourceLayout:
         """Columns of r^l(t), l = 1..L-1."""
         return self._slot(t, self.L - 1 + l - 1)
 
+    def gather(self, zeta: np.ndarray, kind: str, l: int) -> np.ndarray:
+        """The standard normals of source ``kind`` ('u' or 'r') of layer l, (n, steps+1, P)."""
+        cols = self.u if kind == "u" else self.r
+        return np.ascontiguousarray(np.stack([zeta[:, cols(l, t)] for t in range(self.T1)], axis=1))
+
 
 def source_rule(layout: SourceLayout, samples: int, seed: int, sampler: str) -> Rule:
     """The quadrature rule of the sources: Sobol QMC by default (dim is always > 3 here)."""
