@@ -8,9 +8,7 @@ import pytest
 
 import symdmft as sd
 from symdmft.deep.rich import solve_rich_sampled
-from symdmft.deep.rich_frontier import run_frontier
 from symdmft.deep.rich_result import RichResult
-from symdmft.deep.rich_sources import SourceLayout, source_rule
 
 DATA = sd.default_data()
 GRID = sd.TimeGrid(0.2, 10)

@@ -28,7 +28,7 @@ from tqdm import tqdm
 from ..progress import show_progress
 from .rich_responses import site_response
 from .rich_site import LayerPaths, MemoryKernels, activation_functions, weighted_gram
-from .rich_sources import CausalGaussian, static_sources
+from .rich_sources import CausalGaussian
 
 RESPONSES = ("full", "no_equal_time_B", "none")
 
@@ -69,22 +69,19 @@ def _diverged(t: int, eta: float) -> FloatingPointError:
         f"parameters became non-finite; reduce eta (now {eta:g}) below about 2 / lambda_max(K)")
 
 
-def run_frontier(net, Kx_all, y, grid, rule, layout, responses: str = "full",
+def run_frontier(net, Kx_all, y, grid, draws, responses: str = "full",
                  frozen: OrderParameters | None = None, progress: bool | None = None):
     """Integrate all sites step by step; returns (estimated OrderParameters, per-layer paths)."""
     L, P, steps, P_train = net.hidden_layers, Kx_all.shape[0], grid.steps, y.shape[0]
-    gamma0, eta, weights, n = net.gamma0, grid.eta, rule.weights, rule.n
+    gamma0, eta, weights, n = net.gamma0, grid.eta, draws.weights, draws.n
     est = OrderParameters.zeros(L, steps, P)
     use = est if frozen is None else frozen
     functions = activation_functions(net)
     paths = [LayerPaths(n, steps, P, functions) for _ in range(L)]
     mem = MemoryKernels(L, steps, P, gamma0, eta)
-    u1, w0 = static_sources(rule, layout, Kx_all)
-    zeta = rule.zeta
+    u1, w0, zeta_u, zeta_r = draws.u1, draws.w0, draws.zeta_u, draws.zeta_r
     chol_u = {l: CausalGaussian(steps, P) for l in range(2, L + 1)}
     chol_r = {l: CausalGaussian(steps, P) for l in range(1, L)}
-    zeta_u = {l: layout.gather(zeta, "u", l) for l in chol_u}
-    zeta_r = {l: layout.gather(zeta, "r", l) for l in chol_r}
     delta = np.zeros((steps + 1, P))
     f_shift = 0.0
     for t in tqdm(range(steps + 1), desc="deep saddle", unit="step", disable=not show_progress(progress)):

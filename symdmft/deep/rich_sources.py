@@ -16,8 +16,10 @@ The same seed gives the same coordinates on every call (common random numbers).
 """
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
+
 import numba
+import numpy as np
 
 from ..runtime.samplers import Rule, covariance_root, make_rule
 
@@ -98,10 +100,34 @@ class CausalGaussian:
         return np.einsum("nk,pk->np", zeta.reshape(n, (t + 1) * P), self.L[t * P:(t + 1) * P, :(t + 1) * P])
 
 
-def static_sources(rule: Rule, layout: SourceLayout, Kx_all: np.ndarray):
-    """u^1 ~ N(0, Kx) (n, P) and w(0) ~ N(0, 1) (n,)."""
-    u1 = rule.zeta[:, layout.u1()] @ covariance_root(Kx_all).T
-    return np.ascontiguousarray(u1), np.ascontiguousarray(rule.zeta[:, layout.w0()])
+@dataclass(frozen=True, eq=False)
+class SourceDraws:
+    """The quadrature points of every source, split by source: all the frontier reads.
+
+    ``u1`` (n, P) ~ N(0, Kx) and ``w0`` (n,) ~ N(0, 1) are final; ``zeta_u[l]``, ``zeta_r[l]``
+    (n, steps+1, P) are the standard normals that ``CausalGaussian`` turns into u^l, r^l.
+    """
+    u1: np.ndarray
+    w0: np.ndarray
+    zeta_u: dict
+    zeta_r: dict
+    weights: np.ndarray
+    method: str
+
+    @property
+    def n(self) -> int:
+        return self.weights.shape[0]
+
+
+def draw_sources(layout: SourceLayout, samples: int, seed: int, sampler: str, Kx_all: np.ndarray) -> SourceDraws:
+    """Draw the rule once and split it (the (n, dim) matrix itself is not kept)."""
+    rule = source_rule(layout, samples, seed, sampler)
+    zeta = rule.zeta
+    u1 = np.ascontiguousarray(zeta[:, layout.u1()] @ covariance_root(Kx_all).T)
+    w0 = np.ascontiguousarray(zeta[:, layout.w0()])
+    zeta_u = {l: layout.gather(zeta, "u", l) for l in range(2, layout.L + 1)}
+    zeta_r = {l: layout.gather(zeta, "r", l) for l in range(1, layout.L)}
+    return SourceDraws(u1, w0, zeta_u, zeta_r, rule.weights, rule.method)
 
 
 @numba.njit(cache=True)
