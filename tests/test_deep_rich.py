@@ -30,6 +30,14 @@ def test_bad_objects_and_depth():
         solve_rich_sampled(sd.mlp(hidden_layers=1), DATA, GRID)
 
 
+def test_divergence_is_reported_with_its_step():
+    """eta far above 2 / lambda_max(K) makes a deep linear net blow up: a FloatingPointError
+    names the step; nothing is returned."""
+    with pytest.raises(FloatingPointError, match=r"diverged at step \d+"):
+        solve_rich_sampled(sd.mlp(hidden_layers=2, activation="linear"), sd.Data([[1.0]], [3.0]),
+                           sd.TimeGrid(3.0, 30), samples=256)
+
+
 def test_structure_of_the_saddle():
     """Exact properties, L = 3 (two inner layers with both responses):
 
