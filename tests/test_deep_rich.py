@@ -30,6 +30,14 @@ def test_bad_objects_and_depth():
         solve_rich_sampled(sd.mlp(hidden_layers=1), DATA, GRID)
 
 
+def test_kinked_activations_are_refused():
+    """relu: phi'' is a Dirac mass at h = 0, invisible to pathwise derivatives of the sampled
+    paths (measured: kernel traces up to 3% off 16 trained networks, z up to 5.8); refused,
+    not guessed."""
+    with pytest.raises(NotImplementedError, match="activation='relu'"):
+        solve_rich_sampled(sd.mlp(hidden_layers=2, activation="relu"), DATA, GRID)
+
+
 def test_divergence_is_reported_with_its_step():
     """eta far above 2 / lambda_max(K) makes a deep linear net blow up: a FloatingPointError
     names the step; nothing is returned."""
