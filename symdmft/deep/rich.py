@@ -67,7 +67,12 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process.
 
     ``samples`` sites (rounded up to a power of two for QMC); ``sampler`` 'auto'/'qmc'
-    (scrambled Sobol, seeded) or 'mc'. Memory: about ``8 n (steps+1) P_all (8 L - 2)`` bytes
+    (scrambled Sobol, seeded) or 'mc'. Accuracy: the site averages carry the QMC error, and
+    because they drive the sites again (a closed loop) the saddle also carries its second-order
+    bias, O(1/n) like a finite-width correction with n in place of N. For tanh nets at 8192
+    sites both are ~1e-3 on kernels of size 1; deep linear nets with fast-growing kernels
+    (L = 3, gamma0 = 1.5) show 1.6e-3 relative at 32768 sites against the closed form (MC:
+    ~5e-2, hence QMC by default). Memory: about ``8 n (steps+1) P_all (8 L - 2)`` bytes
     for n sites (six stored fields per layer and the split sources); time grows as
     ``n L (steps+1)^3 P_all^3`` (the response sweeps): 65536 sites, 40 steps, L = 2 take ~25 s.
     """
