@@ -165,3 +165,37 @@ def test_without_response_noise_fails(two_widths):
     for N in (256, 512):
         gap = abs(var[N]["K"][-1] / th0 - 1)
         assert gap > 20 * _rel_se(), (N, gap)
+
+
+def test_theory_form_with_response_conjugates():
+    """THEORY.md §3 / O9 with the responses: reading the anti-causal entries of B (of A) as the
+    conjugates of A (of B), the Hessian takes the form d2S/dq'dq' = 0 (exactly: every entry
+    is a sum of products with disjoint causal supports), d2S/dw'dq' = I - D' with D' zero
+    above its time slice max(t, s) and nilpotent within it (so I - D' is unit lower
+    triangular in a suitable order), and (I - D')^{-1} kappa' (I - D')^{-T} equals the full
+    -(H^{-1}) on q' (1e-12 relative: two dense solves of size ~10^3). L = 3, P = 2, 3 steps."""
+    from symdmft.deep.linear_action import action_hessian, theory_form
+    from symdmft.deep.linear_propagator import _saddle_tangents, site_kappa
+
+    d = sd.default_data()
+    data = sd.Data(d.X[:2], d.y[:2])
+    L, g0, eta, T, Pa = 3, 1.2, 0.15, 3, 2
+    res = solve_linear_rich(sd.mlp(L, "linear", g0), data, sd.TimeGrid(eta, T))
+    lay = _Layout(L, (T + 1) * Pa)
+    out, geo = _saddle_tangents(res, lay, g0, eta, 2, Pa)
+    D = saddle_jacobian(res, lay, g0, eta, 2, Pa)
+    H = action_hessian(res, lay, out, geo, site_kappa(res, lay, g0, eta, 2, Pa), D, g0, eta)
+    tf = theory_form(lay, H, g0, T + 1, Pa)
+    q, sl, ImD = tf["q"], tf["slice"], tf["I_minus_D"]
+    assert np.abs(tf["Hqq"]).max() == 0.0
+    np.testing.assert_allclose(np.diag(ImD), 1.0, atol=1e-14)
+    assert np.abs(ImD[sl[:, None] < sl[None, :]]).max() == 0.0
+    Dp = np.eye(q.size) - ImD
+    for s in range(T + 1):
+        b = np.flatnonzero(sl == s)
+        block = Dp[np.ix_(b, b)]
+        assert np.abs(np.linalg.matrix_power(block, b.size)).max() < 1e-12
+    Sigma_full = -np.linalg.solve(H, np.eye(H.shape[0])[:, q])[q]
+    R = np.linalg.inv(ImD)
+    Sigma = R @ tf["kappa"] @ R.T
+    np.testing.assert_allclose(Sigma, Sigma_full, rtol=0, atol=1e-12 * np.abs(Sigma_full).max())

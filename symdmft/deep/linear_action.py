@@ -76,3 +76,43 @@ def propagator_from_action(res, lay, out, geo, kappa, D, g0, eta) -> np.ndarray:
     rhs = np.zeros((H.shape[0], size))
     rhs[:size] = np.eye(size)
     return -np.linalg.solve(H, rhs)[:size]
+
+
+def theory_form(lay, H, g0, T1, Pa):
+    """Read H in THEORY.md §3's form: q' = (kernels, f, A strictly causal, B causal incl. t = s),
+    hats w' = (conjugates of kernels and f, -gamma0^2 B(s,t) for A(t,s), -gamma0^2 A(s,t) for
+    B(t,s)). Returns q' (indices into v), the time slice max(t, s) of each, and the blocks
+    d2S/dq'dq' (zero), I - D' = d2S/dw'dq' and kappa' = d2S/dw'dw'.
+    """
+    size, n = lay.size, lay.n
+    t_of = np.repeat(np.arange(T1), Pa)
+    tt, ss = np.meshgrid(t_of, t_of, indexing="ij")
+    slice_nn = np.maximum(tt, ss).reshape(-1)
+    causal_lo = (tt > ss).reshape(-1)                        # strictly earlier s
+    causal_le = (tt >= ss).reshape(-1)
+    idx = np.arange(n * n).reshape(n, n)
+    transpose = idx.T.reshape(-1)
+    q, hat, scale, slices = [], [], [], []
+    x_names = [k for k in lay.slices if k[0] in "PG" or k == "f"]
+    offset = size                                            # conjugates follow v in H
+    for k in x_names:
+        s = lay.slices[k]
+        m = s.stop - s.start
+        q += list(range(s.start, s.stop))
+        hat += list(range(offset, offset + m))
+        scale += [1.0] * m
+        slices += list(slice_nn) if k != "f" else list(t_of)
+        offset += m
+    for l in range(1, len([k for k in lay.slices if k[0] == "A"]) + 1):
+        a0, b0 = lay.slices[f"A{l}"].start, lay.slices[f"B{l}"].start
+        for keep, own, partner in ((causal_lo, a0, b0), (causal_le, b0, a0)):
+            sel = np.flatnonzero(keep)
+            q += list(own + sel)
+            hat += list(partner + transpose[sel])
+            scale += [-1.0 / g0**2] * sel.size
+            slices += list(slice_nn[sel])
+    q, hat, scale = np.array(q), np.array(hat), np.array(scale)
+    Hhq = scale[:, None] * H[np.ix_(hat, q)]
+    Hhh = scale[:, None] * H[np.ix_(hat, hat)] * scale[None, :]
+    return {"q": q, "slice": np.array(slices), "Hqq": H[np.ix_(q, q)], "I_minus_D": Hhq,
+            "kappa": Hhh}
