@@ -17,10 +17,12 @@ returns Phi^l, G^l, A^l = M C, B^{l-1} = N E and (l = L) f by the correlator rul
   full Hessian H; equivalently (I - D')^{-1} kappa' (I - D')^{-T} once the anti-causal
   entries are read as conjugates. ``responses_noise=False`` drops them: the plain
   (I - D)^{-1} kappa (I - D)^{-T} over the physical psi only, an ablation that is badly wrong
-  (final NTK variance 3-4x too large, L = 2, 3; tests/test_deep_linear_propagator.py).
+  (final NTK variance 3-4x too large, L = 2, 3; 4% off sd.lazy_solve even as gamma0 -> 0;
+  tests/test_deep_linear_propagator.py).
 
 Dense on purpose: a small-problem reference (L = 2-3, P = 1-2, ~10 steps; the Hessian has
-about (4L - 1) ((steps+1) P_all)^2 rows) for a matrix-free propagator. Uncentred nets only.
+about (4L - 1) ((steps+1) P_all)^2 rows) for a matrix-free propagator. Centred nets
+(output f(t) - f(0)) use psi_f(t) - psi_f(0) and Delta = y - f_c.
 """
 from __future__ import annotations
 
@@ -178,8 +180,6 @@ def solve_linear_propagator(net, data, grid, responses_noise: bool = True) -> "R
     "G1".."GL", "K"; (steps+1, P, P) on training points), leading order in 1/N (THEORY.md §3).
     """
     check_linear_inputs(net, data, grid)
-    if net.center:
-        raise ValueError("net.center=True is not supported by the dense deep linear propagator")
     res = solve_linear_rich(net, data, grid)
     L, T1, P, Pa = res.L, res.t.size, data.P, data.P_all
     n = T1 * Pa
@@ -187,6 +187,13 @@ def solve_linear_propagator(net, data, grid, responses_noise: bool = True) -> "R
     out, geo = _saddle_tangents(res, lay, net.gamma0, grid.eta, P, Pa)
     D = saddle_jacobian(res, lay, net.gamma0, grid.eta, P, Pa)
     kappa = site_kappa(res, lay, net.gamma0, grid.eta, P, Pa)
+    if net.center:  # the output is f(t) - f(0): psi_f -> T psi_f; the sites see Delta = y - f_c
+        sf = lay.slices["f"]
+        Tc = np.eye(n)
+        Tc[:, :Pa] -= np.kron(np.ones((T1, 1)), np.eye(Pa))
+        D[sf] = Tc @ D[sf]
+        kappa[sf] = Tc @ kappa[sf]
+        kappa[:, sf] = kappa[:, sf] @ Tc.T
     if responses_noise:
         from .linear_action import propagator_from_action
         Sigma = propagator_from_action(res, lay, out, geo, kappa, D, net.gamma0, grid.eta)
