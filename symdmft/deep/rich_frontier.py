@@ -16,7 +16,9 @@ Each order parameter is estimated once, from paths that never change afterwards,
 is the fixed point of "sample sources, integrate, re-estimate" for the given sources (common
 random numbers). ``run_frontier(..., frozen=q)`` replays the process driven by given order
 parameters instead and re-estimates them: the residual of that replay is the fixed-point
-residual ``|F(q) - q|`` (``rich.py`` reports it).
+residual ``|F(q) - q|`` (``rich.py`` reports it). The source factors are always built from the
+paths whose Gram matrices define Phi^{l-1} and G^{l+1} (``rich_sources``); in a replay those
+paths coincide with the frozen kernels' to rounding.
 """
 from __future__ import annotations
 
@@ -80,8 +82,9 @@ def run_frontier(net, Kx_all, y, grid, draws, responses: str = "full",
     paths = [LayerPaths(n, steps, P, functions) for _ in range(L)]
     mem = MemoryKernels(L, steps, P, gamma0, eta)
     u1, w0, zeta_u, zeta_r = draws.u1, draws.w0, draws.zeta_u, draws.zeta_r
-    chol_u = {l: CausalGaussian(steps, P) for l in range(2, L + 1)}
-    chol_r = {l: CausalGaussian(steps, P) for l in range(1, L)}
+    chol_u = {l: CausalGaussian(n, steps, P) for l in range(2, L + 1)}
+    chol_r = {l: CausalGaussian(n, steps, P) for l in range(1, L)}
+    sqrt_w = np.sqrt(weights)
     delta = np.zeros((steps + 1, P))
     f_shift = 0.0
     for t in tqdm(range(steps + 1), desc="deep saddle", unit="step", disable=not show_progress(progress)):
@@ -90,7 +93,7 @@ def run_frontier(net, Kx_all, y, grid, draws, responses: str = "full",
             if l == 1:
                 u, Phi_prev, A_prev = u1, np.broadcast_to(Kx_all[:, None, :], (P, t, P)), None
             else:
-                chol_u[l].extend(t, use.Phi[l - 2][t, :, :t + 1])
+                chol_u[l].extend(t, paths[l - 2].phi[:, t], sqrt_w)   # Phi^{l-1}'s own data
                 u = chol_u[l].sample(t, zeta_u[l][:, :t + 1])
                 Phi_prev, A_prev = use.Phi[l - 2][t, :, :t], use.A[l - 2][t, :, :t]
             mem.set_A_row(l, t, Phi_prev, A_prev, past)
@@ -104,7 +107,7 @@ def run_frontier(net, Kx_all, y, grid, draws, responses: str = "full",
             if l == L:
                 r, G_next, B_here = np.repeat(w0[:, None], P, axis=1), np.ones((P, t, P)), None
             else:
-                chol_r[l].extend(t, use.G[l][t, :, :t + 1])
+                chol_r[l].extend(t, paths[l].g[:, t], sqrt_w)         # G^{l+1}'s own data
                 r = chol_r[l].sample(t, zeta_r[l][:, :t + 1])
                 G_next, B_here = use.G[l][t, :, :t], use.B[l - 1][t, :, :t + 1]
             mem.set_B_row(l, t, G_next, B_here, past)
