@@ -265,10 +265,13 @@ def test_ablations_disagree_with_trained_networks():
 
 
 @pytest.mark.slow
-def test_linear_activation_through_the_same_sampler():
-    """phi(h) = h runs through the same sampling solver and agrees with 16 trained deep linear
-    networks, L = 2, gamma0 = 1 (Z_MAX as above)."""
-    z = _z_scores(_theory(2, 1.0, activation="linear"), _sim(2, 1.0, activation="linear"))
+@pytest.mark.parametrize("activation", ["linear", "softplus", "sin(h) + 0.2*h"])
+def test_other_activations_through_the_same_sampler(activation):
+    """Nothing in the solver is specific to tanh: phi, phi', phi'' come from SymPy. Linear (the
+    closed form of deep.linear_rich is checked against this sampler below), softplus and a
+    user expression (neither odd: f(0) and the sources' symmetry differ from tanh) agree with
+    16 trained networks, L = 2, gamma0 = 1 (Z_MAX as above; measured max |z| 3.0, 2.6, 3.8)."""
+    z = _z_scores(_theory(2, 1.0, activation=activation), _sim(2, 1.0, activation=activation))
     assert max(float(np.abs(v).max()) for v in z.values()) < Z_MAX
 
 
