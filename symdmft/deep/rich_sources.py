@@ -96,28 +96,38 @@ class CausalGaussian:
     def __init__(self, n: int, steps: int, P: int):
         size = (steps + 1) * P
         self.P = P
-        self.Q = np.zeros((n, size))      # orthonormal directions, columns 0..m-1 used
+        self.Qt = np.zeros((size, n))     # orthonormal directions as rows, 0..m-1 used
         self.R = np.zeros((size, size))   # upper triangular: C = R^T R
         self.opened = []                  # the innovation (row of R) of each direction
 
+    def _project(self, y: np.ndarray, m: int, col: int) -> np.ndarray:
+        """Remove directions 0..m-1 from y (n, k), twice ("twice is enough"), recording R."""
+        Qt = self.Qt[:m]
+        for _ in range(2):
+            c = Qt @ y
+            y = y - Qt.T @ c
+            self.R[self.opened[:m], col:col + y.shape[1]] += c
+        return y
+
     def extend(self, t: int, Y: np.ndarray, sqrt_w: np.ndarray) -> None:
-        for mu in range(self.P):
-            col = t * self.P + mu
-            y = sqrt_w * Y[:, mu]
-            norm0 = norm = float(np.sqrt(y @ y))
-            m = len(self.opened)
-            coef = np.zeros(m)
-            Q = self.Q[:, :m]
-            for _ in range(3 if m else 0):    # Gram-Schmidt, repeated while it cancels (DGKS)
-                c = Q.T @ y
-                y = y - Q @ c
-                coef += c
-                previous, norm = norm, float(np.sqrt(y @ y))
-                if norm > 0.5 * previous:
-                    break
-            self.R[self.opened, col] = coef
-            if norm > QR_TOL * norm0 and norm > 0.0:
-                self.Q[:, m] = y / norm
+        P, lo = self.P, t * self.P
+        Yw = sqrt_w[:, None] * Y
+        norm0 = np.sqrt(np.einsum("np,np->p", Yw, Yw))
+        m0 = len(self.opened)
+        if m0:
+            Yw = self._project(Yw, m0, lo)         # the past, as one block
+        for mu in range(P):                         # then within the slice, point by point
+            col = lo + mu
+            y = Yw[:, mu:mu + 1]
+            if len(self.opened) > m0:
+                Qt = self.Qt[m0:len(self.opened)]
+                for _ in range(2):
+                    c = Qt @ y
+                    y = y - Qt.T @ c
+                    self.R[self.opened[m0:], col] += c[:, 0]
+            norm = float(np.sqrt(np.sum(y * y)))
+            if norm > QR_TOL * norm0[mu] and norm > 0.0:
+                self.Qt[len(self.opened)] = y[:, 0] / norm
                 self.R[col, col] = norm
                 self.opened.append(col)
 
