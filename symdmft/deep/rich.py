@@ -72,8 +72,9 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     bias, O(1/n) like a finite-width correction with n in place of N. For tanh nets at 8192
     sites both are ~1e-3 on kernels of size 1; deep linear nets with fast-growing kernels
     (L = 3, gamma0 = 1.5) show 1.6e-3 relative at 32768 sites against the closed form (MC:
-    ~5e-2, hence QMC by default). Memory: about ``8 n (steps+1) P_all (8 L - 2)`` bytes
-    for n sites (six stored fields per layer and the split sources); time grows as
+    ~5e-2, hence QMC by default). Memory: about ``8 n (steps+1) P_all (10 L - 4)`` bytes
+    for n sites (six stored fields per layer; per inner source its normals and its QR
+    directions); time grows as
     ``n L (steps+1)^3 P_all^3`` (the response sweeps): 65536 sites, 40 steps, L = 2 take ~25 s.
     """
     # Deep linear nets also have a closed form (deep.linear_rich); this sampler handles them too.
