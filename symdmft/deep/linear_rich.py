@@ -87,12 +87,12 @@ class _Frontier:
             below, above, Ab, _ = self.inputs(l)
             resp = self.A[l - 1] if (l < L and self.A) else None
             self._row(k, wd, Ab, below, self.C[l - 1], self.E[l - 1], self.M[l - 1],
-                             self.S[l - 1], self.Phi[l - 1], resp, above)
+                      self.S[l - 1], self.Phi[l - 1], resp, above)
         for l in range(L, 0, -1):
             below, above, _, Bb = self.inputs(l)
             resp = self.B[l - 2] if (l > 1 and self.B) else None
             self._row(k, wd, Bb, above, self.E[l - 1], self.C[l - 1], self.N[l - 1],
-                             self.R[l - 1], self.G[l - 1], resp, below)
+                      self.R[l - 1], self.G[l - 1], resp, below)
         r = slice(k * self.p, q)   # correlator rule at (k, k), top layer's M and N rows
         Mrow, Nrow = self.M[L - 1][r, :q], self.N[L - 1][r, :q]
         below, above = self.inputs(L)[:2]
