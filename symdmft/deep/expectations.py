@@ -26,12 +26,11 @@ from itertools import combinations, product
 import numpy as np
 import sympy as sp
 
-from ..arch.activations import h, regularise
+from ..arch.activations import KINKS, h, regularise
 from .closed_forms import PAIR_ARGS, c, closed_pair_forms, gradient, is_relu
 from .orthant import orthant_moment
 from .quadrature import gaussian_fields, pair_nodes, tensor_moments
 
-KINKS = (sp.Piecewise, sp.Heaviside, sp.Max, sp.Min, sp.Abs, sp.sign, sp.DiracDelta, sp.floor, sp.ceiling)
 h1, h2 = sp.symbols("h1 h2", real=True)
 
 

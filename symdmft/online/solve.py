@@ -13,7 +13,7 @@ import numpy as np
 import sympy as sp
 from tqdm import tqdm
 
-from ..arch.activations import h, regularise
+from ..arch.activations import h, has_kink, regularise
 from ..arch.mlp import MLP, check_positive
 from ..problem import TimeGrid
 from ..progress import show_progress
@@ -42,6 +42,11 @@ def _check(net, population, grid, samples, seed, sampler):
                          f"(hidden_layers=1), got hidden_layers={net.hidden_layers}")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    if has_kink(net.activation):
+        raise NotImplementedError(
+            f"activation={net.activation_name!r} has a kink: its phi'' Dirac mass (neurons "
+            f"crossing the kink) is invisible to the exact forward-mode expansion; use a smooth "
+            f"activation (softplus, erf, tanh, ...)")
     return check_positive("samples", samples, integer=True), check_seed(seed)
 
 

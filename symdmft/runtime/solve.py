@@ -12,6 +12,7 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
+from ..arch.activations import has_kink
 from ..arch.mlp import check_positive
 from ..codegen.cache import load
 from ..codegen.module import BACKENDS
@@ -56,7 +57,8 @@ def propagate(module, args, threads: int, progress=None):
 
 
 def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
-          backend: str = "numba", bias: bool = False, progress: bool | None = None) -> Result:
+          backend: str = "numba", bias: bool = False, progress: bool | None = None,
+          allow_kinks: bool = False) -> Result:
     """Infinite-width dynamics and leading-order N Cov of predictions and kernels.
 
     ``samples`` quadrature points of the sources (u, w(0)) (THEORY.md §2), drawn by
@@ -65,6 +67,12 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     terminal). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
     ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction).
     All inputs are checked before anything is compiled.
+
+    Kinked activations (relu, |h|, ...; ``arch.activations.has_kink``) raise
+    ``NotImplementedError``: phi'' has a Dirac mass whose contribution (sites crossing the
+    kink) the pathwise propagator misses, so N Cov would be silently wrong after t = 0 (relu:
+    N Var f 8-14% low against trained networks at t = 2). ``allow_kinks=True`` accepts that
+    approximation: exact at t = 0, and the same computation in both backends.
     """
     samples = check_positive("samples", samples, integer=True)
     seed = check_seed(seed)
@@ -72,6 +80,13 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if has_kink(net.activation) and not allow_kinks:
+        raise NotImplementedError(
+            f"activation={net.activation_name!r} has a kink: phi'' has a Dirac mass at the kink "
+            f"that the pathwise propagator cannot see (sites crossing it), so finite-width "
+            f"results after t = 0 would be wrong (relu: N Var f 8-14% low against trained "
+            f"networks). Use a smooth activation (softplus, erf, tanh, ...), sd.simulate, or "
+            f"allow_kinks=True to accept the pathwise approximation (exact at t = 0)")
     if net.hidden_layers >= 2:
         # Deep nets in the rich regime: a site process with response functions (THEORY.md §2).
         from ..deep.rich import solve_rich
