@@ -127,7 +127,8 @@ def test_one_chunk_equals_simulate():
 
 
 def test_failed_points_are_recorded_and_the_rest_succeed(tmp_path, capsys):
-    """hidden_layers=2 (theory not implemented) and eta=1000 (linear net diverges) fail alone."""
+    """hidden_layers=2 (deep linear, but beyond the dense propagator's size: no finite-width
+    theory) and eta=1000 (linear net diverges) fail alone."""
     base = dict(BASE, activation="linear")
     toml = write_toml(tmp_path / "s.toml", base, {"hidden_layers": [1, 2], "eta": [0.05, 1000.0]})
     assert main(["sweep", str(toml), "--scheduler", "synchronous"]) == 0

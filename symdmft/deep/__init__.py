@@ -1,12 +1,21 @@
-"""Deep MLPs at initialisation and in the lazy limit (THEORY.md §3 "Lazy limit", O5, O6, O9).
+"""Deep MLPs (THEORY.md §2-3): at initialisation, in the lazy limit, and in the rich regime.
 
 ``initial_statistics(net, data)``: mean kernels Phi^l, G^l, K at t = 0 for any depth and
 activation, and their N Cov with the noise of every layer carried forward and backward.
 ``lazy_solve(net, data, grid)``: the lazy-limit (gamma0 -> 0, centred) prediction
 covariance on train and test points, discrete gradient descent or gradient flow.
+``solve_rich`` (what ``sd.solve`` calls for hidden_layers >= 2): the infinite-width
+rich-regime site process with responses A, B by sampling; deep linear nets by the closed form
+(``solve_linear_rich``) and, on small problems, the dense propagator with the response
+fluctuations (``solve_linear_propagator``). Results: ``RichResult``.
 """
 from .lazy import lazy_solve
+from .linear_propagator import solve_linear_propagator
+from .linear_rich import solve_linear_rich
 from .result import InitStats
+from .rich import solve_rich
+from .rich_result import RichResult
 from .statistics import initial_statistics
 
-__all__ = ["InitStats", "initial_statistics", "lazy_solve"]
+__all__ = ["InitStats", "initial_statistics", "lazy_solve", "solve_rich", "solve_linear_rich",
+           "solve_linear_propagator", "RichResult"]

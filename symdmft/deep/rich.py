@@ -28,6 +28,8 @@ from .rich_sources import SourceLayout, draw_sources
 # A replayed saddle must reproduce its order parameters to rounding (the frontier computes
 # each one once from final paths); anything larger is a bookkeeping error, not noise.
 REPLAY_TOL = 1e-8
+# Largest dense deep-linear Hessian sd.solve builds (rows; measured ~17 s at 5500 rows).
+DENSE_ROWS = 4000
 
 
 def _check_inputs(net, data, grid, samples, seed, sampler, responses):
@@ -64,7 +66,8 @@ def replay_residual(est, replayed) -> float:
 
 def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
                progress: bool | None = None) -> RichResult:
-    """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process.
+    """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process
+    (deep linear nets: the closed form, with the dense propagator on small problems).
 
     ``samples`` sites (rounded up to a power of two for QMC); ``sampler`` 'auto'/'qmc'
     (scrambled Sobol, seeded) or 'mc'. Accuracy: the site averages carry the QMC error, and
@@ -77,9 +80,32 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     directions); time grows as
     ``n L (steps+1)^3 P_all^3`` (the response sweeps): 65536 sites, 40 steps, L = 2 take ~25 s.
     """
-    # Deep linear nets also have a closed form (deep.linear_rich); this sampler handles them too.
-    return solve_rich_sampled(net, data, grid, samples=samples, seed=seed, sampler=sampler,
-                              progress=progress)
+    _check_inputs(net, data, grid, samples, seed, sampler, "full")
+    if net.activation_name == "linear":
+        return _solve_deep_linear(net, data, grid)
+    res = solve_rich_sampled(net, data, grid, samples=samples, seed=seed, sampler=sampler,
+                             progress=progress)
+    res.params["fluctuations"] = ("the finite-width propagator of deep nonlinear nets is not "
+                                  "implemented yet (issue 4)")
+    return res
+
+
+def _solve_deep_linear(net, data, grid) -> RichResult:
+    """Deep linear nets: the closed-form saddle (deep.linear_rich), exact; with the dense
+    propagator (deep.linear_propagator, response fluctuations included) while its Hessian has
+    at most DENSE_ROWS rows, else the saddle alone."""
+    from .linear_propagator import solve_linear_propagator
+    from .linear_rich import solve_linear_rich
+    rows = (4 * net.hidden_layers - 1) * ((grid.steps + 1) * data.P_all) ** 2
+    if rows <= DENSE_ROWS:
+        res = solve_linear_propagator(net, data, grid)
+        res.params["fluctuations"] = f"dense propagator, {rows} rows"
+        return res
+    res = solve_linear_rich(net, data, grid)
+    res.params["fluctuations"] = (f"the dense propagator would need {rows} rows (limit "
+                                  f"{DENSE_ROWS}: L <= 3, P_all <= 2, ~10 steps); a matrix-free "
+                                  f"propagator is issue 4's open part")
+    return res
 
 
 def solve_rich_sampled(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",

@@ -81,15 +81,19 @@ class RichResult:
     def delta(self) -> np.ndarray:
         return self.y[None, :] - self.f[:, :self.P]
 
+    def _no_fluctuations(self) -> AttributeError:
+        why = self.params.get("fluctuations", "not computed")
+        return AttributeError(f"no finite-width fluctuations in this result: {why}")
+
     @property
     def f_var(self) -> np.ndarray:
         if self.f_cov is None:
-            raise AttributeError("no finite-width fluctuations in this result")
+            raise self._no_fluctuations()
         n_t, n_p = self.f.shape
         return np.einsum("tmtm->tm", self.f_cov.reshape(n_t, n_p, n_t, n_p))
 
     @property
     def ntk_var(self) -> np.ndarray:
         if self.kernels_var is None:
-            raise AttributeError("no finite-width fluctuations in this result")
+            raise self._no_fluctuations()
         return self.kernels_var["K"]

@@ -77,13 +77,16 @@ def run_theory(point, data, threads=None):
         with numba_threads(threads):
             res = sd.solve(net, sub, grid, samples=point.get("samples"), seed=point.get("seed"),
                            sampler=point.get("sampler"), backend=point.get("backend"))
+        if getattr(res, "f_cov", None) is None:   # deep nets without a propagator: say why
+            raise NotImplementedError(f"finite-width theory: {res.params.get('fluctuations')}")
+        tp, tij = ("step", "point"), ("step", "i", "j")
+        ds = xr.Dataset({"f": (tp, res.f), "f_var": (tp, res.f_var), "ntk": (tij, res.ntk),
+                         "ntk_var": (tij, res.ntk_var)}, coords=_coords(index, grid.steps, sub.P))
     except Exception as err:  # recorded, not raised: the sweep continues
         return error_dataset(point, err, time.perf_counter() - start)
-    tp, tij = ("step", "point"), ("step", "i", "j")
-    ds = xr.Dataset({"f": (tp, res.f), "f_var": (tp, res.f_var), "ntk": (tij, res.ntk),
-                     "ntk_var": (tij, res.ntk_var)}, coords=_coords(index, grid.steps, sub.P))
-    ds.attrs.update(error="", seconds=time.perf_counter() - start, sampler_used=res.params["sampler"],
-                    samples_used=res.params["samples"])
+    ds.attrs.update(error="", seconds=time.perf_counter() - start,
+                    sampler_used=res.params.get("sampler", "closed form"),
+                    samples_used=res.params.get("samples", 0))
     return ds
 
 
