@@ -1,0 +1,69 @@
+"""Deep rich regime (issue 4): time and memory peak, measured in one run.
+
+1. tanh, L = 3, P = 4 training points (D = 4), T = 50 steps (eta = 0.1, gamma0 = 1): the
+   infinite-width sampling solver (``sd.solve`` -> ``deep.solve_rich``) at 4096 and 8192
+   sites; time and peak resident memory of a fresh process each.
+2. Deep linear, same sizes: the closed-form saddle (``deep.linear_rich``).
+3. The dense deep-linear propagator (``deep.linear_propagator``, response fluctuations
+   included) on growing small problems, L = 2, P = 1: its Hessian has (4L - 1) n^2 rows,
+   n = (T+1) P_all, so time grows like n^6; extrapolated to L = 3, P = 4, T = 50 it is out of
+   reach, which is why the finite-width propagator must become matrix-free (open in issue 4).
+
+Run: ``python benchmarks/bench_deep_rich.py``. Nothing here is asserted in tests.
+"""
+import multiprocessing as mp
+import resource
+import time
+
+import numpy as np
+
+
+def _case(kind, L, P, T, samples, queue):
+    import symdmft as sd
+    rng = np.random.default_rng(0)
+    data = sd.Data(rng.standard_normal((P, 4)), np.sin(rng.standard_normal(P)))
+    grid = sd.TimeGrid(0.1, T)
+    t0 = time.perf_counter()
+    if kind == "tanh":
+        sd.solve(sd.mlp(L, "tanh", 1.0), data, grid, samples=samples)
+    elif kind == "linear":
+        sd.deep.solve_linear_rich(sd.mlp(L, "linear", 1.0), data, grid)
+    else:
+        sd.deep.solve_linear_propagator(sd.mlp(L, "linear", 1.0), data, grid)
+    seconds = time.perf_counter() - t0
+    queue.put((seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20))
+
+
+def measure(*args):
+    """(seconds, peak RSS in GiB) of one case in a fresh process (compilation excluded: the
+    Numba cache is warm after the first case)."""
+    queue = mp.get_context("spawn").Queue()
+    proc = mp.get_context("spawn").Process(target=_case, args=(*args, queue))
+    proc.start()
+    out = queue.get()
+    proc.join()
+    return out
+
+
+def main():
+    measure("tanh", 2, 1, 2, 512)     # warm the Numba cache
+    for samples in (4096, 8192):
+        s, gib = measure("tanh", 3, 4, 50, samples)
+        print(f"tanh L = 3, P = 4, T = 50, {samples} sites: {s:.1f} s, peak {gib:.2f} GiB")
+    s, gib = measure("linear", 3, 4, 50, 0)
+    print(f"deep linear closed form, L = 3, P = 4, T = 50: {s:.2f} s, peak {gib:.2f} GiB")
+    times = []
+    for T in (5, 9, 13, 19):
+        s, gib = measure("dense", 2, 1, T, 0)
+        n = T + 1
+        times.append((n, s))
+        print(f"dense propagator L = 2, P = 1, T = {T} ({7 * n * n} rows): {s:.2f} s, peak {gib:.2f} GiB")
+    (n1, s1), (n2, s2) = times[-2:]
+    slope = np.log(s2 / s1) / np.log(n2 / n1)
+    rows = 11 * (51 * 4) ** 2
+    print(f"time ~ n^{slope:.1f} over the last two sizes; L = 3, P = 4, T = 50 would have {rows} rows "
+          f"(a dense Hessian of {rows ** 2 * 8 / 2**40:.0f} TiB)")
+
+
+if __name__ == "__main__":
+    main()
