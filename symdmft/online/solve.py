@@ -67,7 +67,8 @@ def solve_online(net: MLP, population: Population, grid: TimeGrid, samples: int 
     phi, dphi, d2phi, d3phi = activation_derivatives(net)
     run = (population, phi, dphi, grid.eta, net.gamma0, grid.steps, net.center)
     with np.errstate(over="ignore", invalid="ignore"):    # divergence is raised by forward
-        curve = forward(Particles.sample(population.dim, samples, seed, sampler), *run)
+        curve_particles = Particles.sample(population.dim, samples, seed, sampler)
+        curve = forward(curve_particles, *run)
         particles = Particles.sample(population.dim, expansion_samples, seed, sampler)
         traj = curve if expansion_samples == samples else forward(particles, *run)
     P = [np.ascontiguousarray(fn(traj.H)) for fn in (phi, dphi, d2phi, d3phi)]
@@ -75,7 +76,8 @@ def solve_online(net: MLP, population: Population, grid: TimeGrid, samples: int 
             grid.eta, net.gamma0, net.center)
     stats = _expand(args, particles.pi, population.rho, traj, progress)
     params = {**net.describe(), **population.describe(), "eta": grid.eta, "steps": grid.steps,
-              "samples": samples, "expansion_samples": particles.pi.shape[0], "seed": seed,
+              "samples": curve_particles.pi.shape[0], "expansion_samples": particles.pi.shape[0],
+              "seed": seed,
               "sampler": particles.method}
     return OnlineResult(grid.t, curve.f, curve.loss, *stats, population.X, population.rho,
                         population.y, params)
