@@ -12,6 +12,8 @@ import symdmft as sd
 from symdmft.online import Population, Teacher, solve_online
 from tests.oracles.two_layer_linear_exact import discrete_fluctuations
 
+TEACHER = Teacher("tanh", (1.0, 0.5), 2.0)
+
 
 @pytest.mark.parametrize("center", [False, True])
 def test_linear_gaussian_population_matches_exact_finite_width_solution(center):
@@ -37,9 +39,44 @@ def test_linear_gaussian_population_matches_exact_finite_width_solution(center):
     np.testing.assert_allclose(res.loss_bias, -delta * ref["N_bias_f"] + 0.5 * beta_var, atol=1e-10)
 
 
+@pytest.mark.parametrize("center", [False, True])
+def test_expansion_equals_finite_differences_of_the_particle_map(center):
+    """The Numba first- and second-order passes are the derivatives of particles.forward along
+    the mass direction pi + e (e_i - pi); tanh exercises phi'' and phi''' (the linear tests
+    cannot). Central differences with e = 1e-4: truncation ~1e-8 relative (measured 4e-10 at
+    first order, 1.4e-8 at second order); tolerance 1e-6 of each array's scale."""
+    from symdmft.online.expansion import directions
+    from symdmft.online.particles import Particles, forward
+    from symdmft.online.solve import activation_derivatives
+    rng = np.random.default_rng(7)
+    pop = Population.gaussian(2, TEACHER, order=2)
+    net = sd.mlp(activation="tanh", gamma0=0.7, center=center)
+    M, eta, T = 8, 0.4, 4
+    W, a, pi = rng.standard_normal((M, 2)), rng.standard_normal(M), rng.dirichlet(np.ones(M))
+    fns = activation_derivatives(net)
+
+    def run(weights):
+        return forward(Particles(W, a, weights, "test"), pop, fns[0], fns[1], eta, net.gamma0, T,
+                       center)
+
+    traj = run(pi)
+    P = [np.ascontiguousarray(fn(traj.H)) for fn in fns]
+    dF, d2F = directions(0, M, pop.X, pop.rho, pop.y, traj.f, *P, traj.A, pi, eta, net.gamma0,
+                         center)
+    e = 1e-4
+    for i in range(M):
+        step = np.eye(M)[i] - pi
+        up, down = run(pi + e * step).f, run(pi - e * step).f
+        np.testing.assert_allclose(dF[i], (up - down) / (2 * e), atol=1e-6 * np.abs(dF).max())
+        np.testing.assert_allclose(d2F[i], (up - 2 * traj.f + down) / e ** 2,
+                                   atol=1e-6 * np.abs(d2F).max())
+
+
 def test_loss_bias_splits_into_variance_and_bias_parts():
     """N (E L - L_inf) = 1/2 E_x N Var f - E_x[Delta N (E f - f_inf)] (THEORY.md §3, expected
-    loss) is an identity of the second-order expansion: checked to rounding (1e-12)."""
+    loss) is an identity of the second-order expansion. Both sides come from the same tangents,
+    so this checks two codings of the reductions (solve._expand's loss tangents against
+    OnlineResult.loss_parts) to rounding, not the expansion itself."""
     pop = Population.gaussian(2, Teacher("tanh", (1.0, 0.5), 2.0), order=4)
     res = solve_online(sd.mlp(activation="tanh"), pop, sd.TimeGrid(0.5, 6), samples=128,
                        expansion_samples=128)
@@ -72,7 +109,9 @@ def test_points_population_matches_sd_solve_tanh():
     converge only algebraically (measured: the online expansion with 40^2 / 64^2 Gauss-Hermite
     particles is 1.6e-4 / 6e-5 from sd.solve with 43^3 nodes in N Var f, 1.3e-3 / 4e-4 in the
     mean correction of size 0.076). Tolerances 3e-4 (N Var f ~ 0.6) and 2e-3 absolute cover that
-    quadrature error with margin; a wrong term in either expansion is O(0.1)."""
+    quadrature error with margin; f: 1e-4 covers the measured 5e-5. A wrong term moves f_bias by
+    0.084 (the 2 dpi first term) or 7.6e-3 (the phi''' term), caught here; smaller terms are
+    checked exactly by the finite-difference test."""
     data = sd.Data(np.array([[1.0], [-0.6]]), np.array([0.8, -0.3]))
     net, grid = sd.mlp(activation="tanh", gamma0=1.0), sd.TimeGrid(0.1, 10)
     ref = sd.solve(net, data, grid, samples=80_000, bias=True)
@@ -84,7 +123,6 @@ def test_points_population_matches_sd_solve_tanh():
 
 
 # ---- against trained ensembles (THEORY.md §5) --------------------------------------------------
-TEACHER = Teacher("tanh", (1.0, 0.5), 2.0)
 WIDTHS = (64, 128)
 ENSEMBLE = 10_000
 
@@ -118,7 +156,9 @@ def test_expected_loss_at_width_n_matches_ensembles(online_problem):
 
 def test_two_width_loss_bias_matches_theory(online_problem):
     """c = (m_64 - m_128) / (1/64 - 1/128) estimates N (E L - L_inf) free of L_inf (THEORY.md
-    §5); within 3 se of the difference plus 3% (expansion quadrature, as above)."""
+    §5); within 3 se of the difference plus 3% (expansion quadrature, as above). Weak at the
+    first steps, where 3 se exceeds the coefficient (measured |z| <= 0.6); the expected-loss
+    test above is the sharp one."""
     _, _, _, theory, sims = online_problem
     (n1, s1), (n2, s2) = sims.items()
     scale = 1 / n1 - 1 / n2
@@ -132,8 +172,7 @@ def test_loss_and_output_variances_match_ensembles(online_problem):
     Tolerance: 3 relative standard errors of a variance (fourth moment, ~1.5%), plus 3% for the
     expansion's quadrature, plus the O(1/N) correction: measured 9% at N = 64 and 2% at
     N = 128 on the loss variance late in training, so 5% is allowed at N = 128. The output
-    variances are better converged (gaps <= 2.3% already at N = 32): 1.5% sampling + 3%
-    quadrature + 1.5% O(1/N) = 6%."""
+    variances: 3 se (3 x 1.4%) + 3% quadrature = 7.2% (measured gaps <= 1.9%, <= 2.3% at N = 32)."""
     pop, _, _, theory, sims = online_problem
     L = sims[128].loss
     v = L.var(axis=0, ddof=1)
@@ -142,15 +181,16 @@ def test_loss_and_output_variances_match_ensembles(online_problem):
     assert np.all(np.abs(rel) <= 3 * rel_se + 0.08), rel
     for N, sim in sims.items():
         part = 0.5 * N * sim.f_var @ pop.rho
-        np.testing.assert_allclose(part, theory.loss_parts()["variance"], rtol=0.06)
+        np.testing.assert_allclose(part, theory.loss_parts()["variance"], rtol=0.072)
 
 
 def test_one_pass_sgd_approaches_population_gd_as_batches_grow():
     """simulate_online(batch=B) draws fresh N(0, I) inputs every step. Paired with population GD
     from the same initial weights (same seed), the mean loss gap is the minibatch-noise term
     (O(1/B)) plus the Gauss-Hermite rule's error (order 12, ~1e-4 here). Measured with 1000
-    networks at N = 64: max gap 2.9e-3 at B = 16, 2.9e-4 at B = 1024 (se 1e-4), so the gap must
-    shrink at least 5x from B = 16 to B = 512 and be significant (> 3 se) at B = 16."""
+    networks at N = 64: at B = 16 the gap exceeds 3 se at some step (margin ~6e-4 of a 2.9e-3
+    gap: modest); at B = 512 the max gap is 2.0e-4, about 1 se (noise). The test asks for a
+    significant gap at B = 16 and a max gap at least 5x smaller at B = 512."""
     from symdmft.simulate import simulate_online
     pop = Population.gaussian(2, TEACHER, order=12)
     net, grid = sd.mlp(activation="tanh", gamma0=1.0), sd.TimeGrid(0.5, 8)

@@ -31,7 +31,7 @@ class Particles:
 
     @classmethod
     def sample(cls, dim: int, samples: int, seed: int, sampler: str) -> "Particles":
-        """A rule for z ~ N(0, I_{dim+1}) (``runtime.samplers``: Gauss-Hermite if dim + 1 <= 3)."""
+        """A rule for z ~ N(0, I_{dim+1}) drawn by ``sampler`` (``runtime.samplers.make_rule``)."""
         rule = make_rule(dim + 1, samples, seed, sampler)
         return cls(np.ascontiguousarray(rule.zeta[:, :dim]), np.ascontiguousarray(rule.zeta[:, dim]),
                    rule.weights, rule.method)

@@ -6,8 +6,9 @@
 
 * ``batch=None``: population gradient descent, E_x by the population's quadrature rule: the
   exact dynamics the theory describes (docs/online_learning.md §1);
-* ``batch=B``: one-pass SGD, a fresh minibatch of B inputs per step and network (the
-  minibatch gradient is unbiased for the population gradient; its noise vanishes as B grows).
+* ``batch=B``: one-pass SGD, a fresh minibatch of B inputs per step and network, drawn from
+  the true input law (N(0, I) or the training points). Its gradient is unbiased for the true
+  expectation, which the quadrature rule approximates; its noise vanishes as B grows.
 
 The loss is always the population loss (quadrature), so both modes record the same curve.
 """
@@ -70,7 +71,9 @@ def simulate_online(net: MLP, population: Population, grid: TimeGrid, width: int
         hi = min(E, lo + chunk)
         W = np.stack([r.standard_normal((width, population.dim)) for r in rngs[lo:hi]])
         a = np.stack([r.standard_normal(width) for r in rngs[lo:hi]])
-        batches = np.random.default_rng([seed, lo]) if batch else None
+        # minibatch stream of this chunk: disjoint from the init streams and the samplers' seed
+        batches = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1, lo))) \
+            if batch else None
         with np.errstate(over="ignore", invalid="ignore"):    # divergence is raised by _train
             f = _train(W, a, population, grid, net, phi, dphi, loss[lo:hi], batch, batches, lo)
         f_sum += f.sum(axis=0)
