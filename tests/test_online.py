@@ -47,13 +47,12 @@ def test_expansion_equals_finite_differences_of_the_particle_map(center):
     first order, 1.4e-8 at second order); tolerance 1e-6 of each array's scale."""
     from symdmft.online.expansion import directions
     from symdmft.online.particles import Particles, forward
-    from symdmft.online.solve import activation_derivatives
     rng = np.random.default_rng(7)
     pop = Population.gaussian(2, TEACHER, order=2)
     net = sd.mlp(activation="tanh", gamma0=0.7, center=center)
     M, eta, T = 8, 0.4, 4
     W, a, pi = rng.standard_normal((M, 2)), rng.standard_normal(M), rng.dirichlet(np.ones(M))
-    fns = activation_derivatives(net)
+    fns = net.numpy_derivatives(3)
 
     def run(weights):
         return forward(Particles(W, a, weights, "test"), pop, fns[0], fns[1], eta, net.gamma0, T,

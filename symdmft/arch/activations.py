@@ -63,6 +63,17 @@ def has_kink(expr: sp.Expr) -> bool:
     return expr.has(*KINKS)
 
 
+def refuse_kink(expr: sp.Expr, name: str, solver: str, evidence: str, hint: str = "") -> None:
+    """Raise ``NotImplementedError`` if ``expr`` has a kink: ``solver`` differentiates paths, and
+    the Dirac mass of phi'' (the sites crossing the kink) is invisible to it (``regularise``).
+    ``evidence``: what was measured; ``hint``: an escape besides a smooth activation."""
+    if has_kink(expr):
+        raise NotImplementedError(
+            f"activation={name!r} has a kink: phi' jumps, so phi'' has a Dirac mass that the "
+            f"pathwise derivatives of {solver} cannot see (the sites crossing the kink); "
+            f"{evidence}. Use a smooth activation (softplus, erf, tanh, ...){hint}")
+
+
 def regularise(expr: sp.Expr) -> sp.Expr:
     """Make a derivative of a kinked activation printable: Heaviside -> step, DiracDelta -> 0.
 

@@ -52,10 +52,19 @@ class MLP:
     def activation_name(self) -> str:
         return activation_name(self.activation)
 
+    def numpy_derivatives(self, order: int) -> tuple:
+        """phi, phi', ..., phi^(order) as NumPy/SciPy callables (sympy.diff, regularised, then
+        lambdify; SciPy for erf), each returning a float array of its argument's shape
+        (the lambdified derivative of a linear activation is a bare constant)."""
+        def elementwise(expr):
+            fn = sp.lambdify(h, expr, modules=["scipy", "numpy"])
+            return lambda x: np.broadcast_to(np.asarray(fn(x), dtype=float), np.shape(x))
+        return tuple(elementwise(regularise(sp.diff(self.activation, h, k)))
+                     for k in range(order + 1))
+
     def numpy_functions(self):
-        """phi, phi' as vectorised NumPy/SciPy callables (used by the simulator; SciPy for erf)."""
-        phi, dphi, _ = self.derivatives
-        return tuple(sp.lambdify(h, e, modules=["scipy", "numpy"]) for e in (phi, dphi))
+        """phi, phi' as elementwise NumPy callables (used by the simulators)."""
+        return self.numpy_derivatives(1)
 
     def describe(self) -> dict:
         """Plain parameters for provenance records."""

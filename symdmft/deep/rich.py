@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..arch.activations import refuse_kink
 from ..arch.mlp import MLP, check_positive
 from ..problem import Data, TimeGrid
 from ..runtime.samplers import SAMPLERS
-from .expectations import KINKS
+from ..runtime.solve import check_seed
 from .rich_frontier import RESPONSES, run_frontier
 from .rich_result import RichResult
 from .rich_sources import SourceLayout, draw_sources
@@ -39,20 +40,15 @@ def _check_inputs(net, data, grid, samples, seed, sampler, responses):
     if net.hidden_layers < 2:
         raise ValueError(f"net must have hidden_layers >= 2 for the deep solver, got "
                          f"{net.hidden_layers} (two-layer nets: sd.solve)")
-    if net.activation.has(*KINKS):
-        raise NotImplementedError(
-            f"activation={net.activation_name!r} has a kink: phi' jumps, so phi'' has a Dirac mass "
-            f"at h = 0 that the pathwise response derivatives of THEORY.md §2 cannot see (for relu, "
-            f"L = 2, gamma0 = 1 the kernel traces came out up to 3% off trained networks). "
-            f"The deep rich solver needs a smooth activation (tanh, erf, softplus, sin, linear, ...)")
+    refuse_kink(net.activation, net.activation_name, "the response functions A, B",
+                "for relu, L = 2, gamma0 = 1 the kernel traces came out up to 3% off trained networks")
     samples = check_positive("samples", samples, integer=True)
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    seed = check_seed(seed)
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if responses not in RESPONSES:
         raise ValueError(f"responses must be one of {RESPONSES}, got {responses!r}")
-    return samples, int(seed)
+    return samples, seed
 
 
 def replay_residual(est, replayed) -> float:

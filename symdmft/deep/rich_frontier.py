@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from ..progress import show_progress
 from .rich_responses import site_response
-from .rich_site import LayerPaths, MemoryKernels, activation_functions, weighted_gram
+from .rich_site import LayerPaths, MemoryKernels, weighted_gram
 from .rich_sources import CausalGaussian
 
 RESPONSES = ("full", "no_equal_time_B", "none")
@@ -78,7 +78,7 @@ def run_frontier(net, Kx_all, y, grid, draws, responses: str = "full",
     gamma0, eta, weights, n = net.gamma0, grid.eta, draws.weights, draws.n
     est = OrderParameters.zeros(L, steps, P)
     use = est if frozen is None else frozen
-    functions = activation_functions(net)
+    functions = net.numpy_derivatives(2)
     paths = [LayerPaths(n, steps, P, functions) for _ in range(L)]
     mem = MemoryKernels(L, steps, P, gamma0, eta)
     u1, w0, zeta_u, zeta_r = draws.u1, draws.w0, draws.zeta_u, draws.zeta_r

@@ -65,13 +65,10 @@ class RichResult:
     @property
     def ntk_all(self) -> np.ndarray:
         """K(t) = sum_{l=0..L} G^{l+1}(t,t) * Phi^l(t,t) on all points (G^{L+1} = 1, Phi^0 = Kx)."""
-        n_t = self.t.shape[0]
         K = equal_time(self.G[0]) * self.Kx[None]
         for l in range(1, self.L):
             K = K + equal_time(self.G[l]) * equal_time(self.Phi[l - 1])
-        K = K + equal_time(self.Phi[self.L - 1])
-        assert K.shape[0] == n_t
-        return K
+        return K + equal_time(self.Phi[self.L - 1])
 
     @property
     def ntk(self) -> np.ndarray:

@@ -19,17 +19,6 @@ only h(t) and the past, so every layer advances explicitly (``advance_h`` then
 from __future__ import annotations
 
 import numpy as np
-import sympy as sp
-
-from ..arch.activations import h as h_symbol
-
-
-def activation_functions(net):
-    """phi, phi', phi'' of ``net`` as NumPy callables returning arrays of the argument's shape."""
-    def vectorised(expr):
-        fn = sp.lambdify(h_symbol, expr, modules=["scipy", "numpy"])
-        return lambda x: np.broadcast_to(np.asarray(fn(x), dtype=float), x.shape)
-    return tuple(vectorised(e) for e in net.derivatives)
 
 
 # The products here have an inner or outer dimension of P (a few points): einsum's own loops,

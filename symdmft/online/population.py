@@ -23,6 +23,7 @@ import sympy as sp
 
 from ..arch.activations import h, parse_activation
 from ..arch.mlp import check_positive
+from ..runtime.samplers import tensor_gauss_hermite
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,11 +82,8 @@ class Population:
                              f"(order={order}, dim={dim}); lower order (at most 200000 nodes)")
         if not callable(target):
             raise TypeError("target must be callable on a (Q, dim) array, e.g. sd.online.Teacher")
-        x, w = np.polynomial.hermite_e.hermegauss(order)
-        X = np.stack([g.ravel() for g in np.meshgrid(*([x] * dim), indexing="ij")], axis=1)
-        rho = np.prod(np.stack([g.ravel() for g in np.meshgrid(*([w / w.sum()] * dim),
-                                                                indexing="ij")], axis=1), axis=1)
-        return cls(X, rho, _targets(target, X), "gaussian", target)
+        rule = tensor_gauss_hermite(dim, order)
+        return cls(rule.zeta, rule.weights, _targets(target, rule.zeta), "gaussian", target)
 
     @classmethod
     def points(cls, data) -> "Population":

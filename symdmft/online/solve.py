@@ -10,10 +10,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-import sympy as sp
 from tqdm import tqdm
 
-from ..arch.activations import h, has_kink, regularise
+from ..arch.activations import refuse_kink
 from ..arch.mlp import MLP, check_positive
 from ..problem import TimeGrid
 from ..progress import show_progress
@@ -23,13 +22,6 @@ from .expansion import directions
 from .particles import Particles, forward
 from .population import Population
 from .result import OnlineResult
-
-
-def activation_derivatives(net: MLP, orders: int = 4) -> list:
-    """phi, phi', phi'', phi''' as vectorised NumPy callables (sympy.diff, then lambdify)."""
-    exprs = [regularise(sp.diff(net.activation, h, k)) for k in range(orders)]
-    funcs = [sp.lambdify(h, e, modules=["scipy", "numpy"]) for e in exprs]
-    return [lambda H, fn=fn: np.broadcast_to(fn(H), H.shape).astype(float) for fn in funcs]
 
 
 def _check(net, population, grid, samples, seed, sampler):
@@ -42,11 +34,8 @@ def _check(net, population, grid, samples, seed, sampler):
                          f"(hidden_layers=1), got hidden_layers={net.hidden_layers}")
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
-    if has_kink(net.activation):
-        raise NotImplementedError(
-            f"activation={net.activation_name!r} has a kink: its phi'' Dirac mass (neurons "
-            f"crossing the kink) is invisible to the exact forward-mode expansion; use a smooth "
-            f"activation (softplus, erf, tanh, ...)")
+    refuse_kink(net.activation, net.activation_name, "the online expansion",
+                "its O(1/N) laws would miss the neurons crossing the kink")
     return check_positive("samples", samples, integer=True), check_seed(seed)
 
 
@@ -64,7 +53,7 @@ def solve_online(net: MLP, population: Population, grid: TimeGrid, samples: int 
     """
     samples, seed = _check(net, population, grid, samples, seed, sampler)
     expansion_samples = check_positive("expansion_samples", expansion_samples, integer=True)
-    phi, dphi, d2phi, d3phi = activation_derivatives(net)
+    phi, dphi, d2phi, d3phi = net.numpy_derivatives(3)
     run = (population, phi, dphi, grid.eta, net.gamma0, grid.steps, net.center)
     with np.errstate(over="ignore", invalid="ignore"):    # divergence is raised by forward
         curve_particles = Particles.sample(population.dim, samples, seed, sampler)

@@ -32,7 +32,11 @@ class Rule:
 
 
 def gauss_hermite(dim: int, samples: int) -> Rule:
-    per_axis = max(2, int(round(samples ** (1.0 / dim))))
+    return tensor_gauss_hermite(dim, max(2, int(round(samples ** (1.0 / dim)))))
+
+
+def tensor_gauss_hermite(dim: int, per_axis: int) -> Rule:
+    """The tensor Gauss-Hermite rule of N(0, I_dim) with ``per_axis`` nodes per axis."""
     x, w = np.polynomial.hermite_e.hermegauss(per_axis)
     w = w / w.sum()
     grids = np.meshgrid(*([x] * dim), indexing="ij")

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 from tqdm import tqdm
 
-from ..arch.activations import has_kink
+from ..arch.activations import refuse_kink
 from ..arch.mlp import check_positive
 from ..codegen.cache import load
 from ..codegen.module import BACKENDS
@@ -80,13 +80,11 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    if has_kink(net.activation) and not allow_kinks:
-        raise NotImplementedError(
-            f"activation={net.activation_name!r} has a kink: phi'' has a Dirac mass at the kink "
-            f"that the pathwise propagator cannot see (sites crossing it), so finite-width "
-            f"results after t = 0 would be wrong (relu: N Var f 8-14% low against trained "
-            f"networks). Use a smooth activation (softplus, erf, tanh, ...), sd.simulate, or "
-            f"allow_kinks=True to accept the pathwise approximation (exact at t = 0)")
+    if not allow_kinks:
+        refuse_kink(net.activation, net.activation_name, "the propagator",
+                    "finite-width results after t = 0 would be wrong (relu: N Var f 8-14% low "
+                    "against trained networks)", ", sd.simulate, or allow_kinks=True to accept "
+                    "the pathwise approximation (exact at t = 0)")
     if net.hidden_layers >= 2:
         # Deep nets in the rich regime: a site process with response functions (THEORY.md §2).
         from ..deep.rich import solve_rich

@@ -13,16 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def _elementwise(fn):
-    """Make a lambdified phi / phi' return a float array of its argument's shape.
-
-    ``sympy.lambdify`` of a constant (phi' of a linear activation) returns a scalar.
-    """
-    def apply(x):
-        return np.broadcast_to(np.asarray(fn(x), dtype=float), x.shape)
-    return apply
-
-
 @dataclass
 class Forward:
     """One forward pass: ``h``, ``a = phi(h)`` per hidden layer and the raw output ``f`` (C, P_all)."""
@@ -37,8 +27,7 @@ class NetworkBatch:
     def __init__(self, net, W: list, w: np.ndarray):
         self.net, self.W, self.w = net, W, w
         self.width = w.shape[1]
-        phi, dphi = net.numpy_functions()
-        self.phi, self.dphi = _elementwise(phi), _elementwise(dphi)
+        self.phi, self.dphi = net.numpy_functions()
 
     @classmethod
     def initialise(cls, net, width: int, input_dim: int, rngs) -> "NetworkBatch":

@@ -24,7 +24,6 @@ from ..online.population import Population
 from ..problem import TimeGrid
 from ..progress import show_progress
 from .ensemble import _check_seed
-from .network import _elementwise
 
 CHUNK_BYTES = 16 * 2**20
 
@@ -61,7 +60,7 @@ def simulate_online(net: MLP, population: Population, grid: TimeGrid, width: int
     per_net = 8 * width * (population.Q + (batch or 0)) * 4
     chunk = min(E, check_positive("chunk", chunk, integer=True) if chunk else
                 max(1, CHUNK_BYTES // per_net))
-    phi, dphi = (_elementwise(fn) for fn in net.numpy_functions())
+    phi, dphi = net.numpy_functions()
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(E)]
     loss = np.empty((E, grid.steps + 1))
     f_sum = np.zeros((grid.steps + 1, population.Q))
