@@ -1,0 +1,155 @@
+"""Second variation of one deep layer's log generating function (THEORY.md §3, deep nets).
+
+For layer l the site is driven by sources u ~ N(0, X), r ~ N(0, Y) (X = Phi^{l-1},
+Y = G^{l+1}) and memories C, E (``deep.site_jets``). Its log generating function, with
+conjugates w of the site observables psi = (phi_a phi_b, g_a g_b, z_a phi_a / gamma0),
+
+    ln Z(w; X, Y, C, E) = ln E_{u,r}[ exp(-w . psi) / |det J| ],   J = d(u, r) / d(h, z),
+
+is the MSR integral of the site: the Jacobian is 1 at a causal point but not away from it,
+and the anti-causal entries of C and E are the conjugates of the response functions B and A
+(for a linear site ``-ln|det J| = -ln det(I - gamma0^2 C E)``, ``deep.linear_action``). With
+X_J = -ln|det J| per site, a memory entry theta = C_ij (E_ij) acting on the field F = g_j
+(phi(h_j)) through the source a = u_i (r_i), one finds at the causal point
+
+    dX_J / dtheta          = gamma0 d_a F_theta                (a response: its mean is gamma0^2 B(j, i))
+    d2X_J / dtheta dtheta' = gamma0^2 [d_a' F_theta d_a F_theta' + F_theta' d_a d_a' F_theta
+                                       + F_theta d_a d_a' F_theta']
+
+and d psi / d theta = gamma0 F_theta d_a psi (a memory entry shifts a source). The Hessian of
+ln Z at w = 0 is then a set of site averages:
+
+    w w:        Cov(psi, psi)
+    w X_kl:     -1/2 E[d_{u_k} d_{u_l} psi]                       (Price; Y likewise with r)
+    w theta:    -E[d psi / d theta] - Cov(psi, dX_J / dtheta)
+    theta theta': E[d2X_J] + Cov(dX_J / dtheta, dX_J / dtheta')
+    X_kl theta: 1/2 E[d_{u_k} d_{u_l} dX_J / dtheta]             (Price; Y likewise)
+    X X, X Y, Y Y: 0  (ln Z = 0 for every source covariance at a causal point)
+
+X_ij and X_ji are separate coordinates; the density depends on (X + X^T) / 2. Layout of the
+returned matrix (every matrix row-major): w = (Phi n^2, G n^2, F n), then X, Y, C, E (n^2
+each). tests/oracles/deep_site_action.py computes the same matrix by finite differences of
+ln Z (sites solved by Newton away from causality, |det J| evaluated).
+"""
+from __future__ import annotations
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ..runtime.samplers import covariance_root
+from .site_jets import site_jets
+
+
+def truncated_root(M: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    """(n, r) factor U with U U^T = M (symmetric part, PSD), zero directions dropped."""
+    U = covariance_root(M)
+    keep = np.sum(U * U, axis=0) > rtol * max(1.0, float(np.max(np.abs(M))))
+    return U[:, keep]
+
+
+def _psi_jets(J, g0, Pa, center):
+    """psi and its first and second source derivatives: (S, m), (S, m, 2n), (S, m, 2n, 2n)."""
+    P0, P1, P2 = J.phi[:3]
+    G0, G1, G2 = J.g[:3]
+    Z0, Z1, Z2 = J.zj
+    S, n = P0.shape
+
+    def outer(A0, A1, A2, B0, B1, B2):
+        v = A0[:, :, None] * B0[:, None, :]
+        d1 = A1[:, :, None] * B0[:, None, :, None] + A0[:, :, None, None] * B1[:, None]
+        d2 = (A2[:, :, None] * B0[:, None, :, None, None] + A0[:, :, None, None, None] * B2[:, None]
+              + A1[:, :, None, :, None] * B1[:, None, :, None, :] + A1[:, :, None, None, :] * B1[:, None, :, :, None])
+        return v.reshape(S, n * n), d1.reshape(S, n * n, -1), d2.reshape(S, n * n, 2 * n, 2 * n)
+
+    def diag_product(A0, A1, A2, B0, B1, B2):
+        v = A0 * B0
+        d1 = A1 * B0[:, :, None] + A0[:, :, None] * B1
+        d2 = (A2 * B0[:, :, None, None] + A0[:, :, None, None] * B2
+              + A1[:, :, :, None] * B1[:, :, None, :] + A1[:, :, None, :] * B1[:, :, :, None])
+        return v / g0, d1 / g0, d2 / g0
+
+    parts = [outer(P0, P1, P2, P0, P1, P2), outer(G0, G1, G2, G0, G1, G2),
+             diag_product(Z0, Z1, Z2, P0, P1, P2)]
+    if center:   # the output is f(t) - f(0): psi_f(t, mu) - psi_f(0, mu)
+        parts[2] = tuple(x - np.tile(x[:, :Pa], (1, n // Pa) + (1,) * (x.ndim - 2)) for x in parts[2])
+    return tuple(np.concatenate([p[k] for p in parts], axis=1) for k in range(3))
+
+
+def _memory_index(n):
+    """For theta = C_ij (i n + j) then E_ij: the field (g_j or phi(h_j)) and the source (u_i or r_i)."""
+    i, j = np.divmod(np.arange(n * n), n)
+    field = np.concatenate([j, n + j])                        # into F = (g, phi(h))
+    source = np.concatenate([i, n + i])                       # into s = (u, r)
+    return field, source
+
+
+def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=64,
+                  price=("u", "r"), root=truncated_root) -> np.ndarray:
+    """The Hessian of ln Z over (w, X, Y, C, E) at w = 0 and causal (C, E) (module docstring).
+
+    ``make_rule(dim)`` returns a ``Rule`` of standard-normal points of dimension
+    dim = rank(X) + rank(Y), with weights; ``phis`` = (phi, phi', ..., 4th derivative).
+    ``price`` names the source covariances (u: X, r: Y) whose X-theta (Y-theta) block is
+    wanted (third derivatives, the costly part); the others are left zero. Sources are
+    ``root(X) zeta_u``, ``root(Y) zeta_r`` (any factor with U U^T = (X + X^T) / 2).
+    """
+    n = X.shape[0]
+    Ux, Uy = root(X), root(Y)
+    U = np.zeros((2 * n, Ux.shape[1] + Uy.shape[1]))         # (u, r) = U zeta
+    U[:n, :Ux.shape[1]], U[n:, Ux.shape[1]:] = Ux, Uy
+    # the largest-variance directions on the first (best-distributed) Sobol coordinates
+    U = U[:, np.argsort(-np.sum(U * U, axis=0), kind="stable")]
+    rule = make_rule(U.shape[1])
+    m, M = 2 * n * n + n, 2 * n * n
+    field, source = _memory_index(n)
+    sums = {"psi": np.zeros(m), "psipsi": np.zeros((m, m)), "d2X": np.zeros((M, M)),
+            "dX": np.zeros(M), "dXdX": np.zeros((M, M)), "psidX": np.zeros((m, M)),
+            "Fdpsi": np.zeros((m, M)), "wX": np.zeros((m, n * n)), "wY": np.zeros((m, n * n)),
+            "XM": np.zeros((n * n, M)), "YM": np.zeros((n * n, M))}
+    # one BLAS thread: these are many small products, and OpenBLAS's idle threads spinning
+    # after a large one made them 4x slower on 2 busy cores (measured 46 s vs 11 s)
+    with threadpool_limits(1, user_api="blas"):
+        for start in range(0, rule.n, chunk):
+            zeta, wt = rule.zeta[start:start + chunk], rule.weights[start:start + chunk]
+            s = zeta @ U.T
+            jets = site_jets(s[:, :n], s[:, n:], C, E, g0, Pa, phis, third=price)
+            _accumulate(sums, jets, wt, g0, Pa, center, field, source, price)
+    mean, mdX = sums["psi"], sums["dX"]
+    H = np.zeros((m + 2 * n * n + M, m + 2 * n * n + M))
+    w_, x_, y_, mem = slice(0, m), slice(m, m + n * n), slice(m + n * n, m + 2 * n * n), slice(m + 2 * n * n, None)
+    H[w_, w_] = sums["psipsi"] - np.outer(mean, mean)
+    H[w_, x_], H[w_, y_] = -0.5 * sums["wX"], -0.5 * sums["wY"]
+    H[w_, mem] = -g0 * sums["Fdpsi"] - (sums["psidX"] - np.outer(mean, mdX))
+    H[mem, mem] = sums["d2X"] + sums["dXdX"] - np.outer(mdX, mdX)
+    H[x_, mem], H[y_, mem] = 0.5 * g0 * sums["XM"], 0.5 * g0 * sums["YM"]
+    lower = np.tril(np.ones_like(H, dtype=bool), -1)
+    H[lower] = H.T[lower]                                     # the blocks above fill the upper triangle
+    return H
+
+
+def _accumulate(sums, jets, wt, g0, Pa, center, field, source, price):
+    """Add one chunk's weighted site sums (module docstring) to ``sums``."""
+    n = jets.h.shape[1]
+    m, M = 2 * n * n + n, 2 * n * n
+    psi, dpsi, d2psi = _psi_jets(jets, g0, Pa, center)
+    F = [np.concatenate([a, b], axis=1) for a, b in zip(jets.g, jets.phi)]   # F = (g, phi(h)) and jets
+    Ft = F[0][:, field]                                                    # F_theta, (S, M)
+    dX = g0 * F[1][:, field, source]                                       # dX_J / dtheta
+    M1 = F[1][:, field][:, :, source]                                      # d_{a(theta')} F_theta
+    M2 = F[2][:, field[:, None], source[:, None], source[None, :]]         # d_a d_a' F_theta
+    M2F = M2 * Ft[:, None, :]
+    d2X = g0**2 * (M1 * np.swapaxes(M1, 1, 2) + M2F + np.swapaxes(M2F, 1, 2))
+    dpa = dpsi[:, :, source]                                               # d_{a(theta)} psi, (S, m, M)
+    sums["psi"] += wt @ psi
+    sums["psipsi"] += (psi * wt[:, None]).T @ psi
+    sums["dX"] += wt @ dX
+    sums["dXdX"] += (dX * wt[:, None]).T @ dX
+    sums["psidX"] += (psi * wt[:, None]).T @ dX
+    sums["d2X"] += np.tensordot(wt, d2X, axes=1)
+    sums["Fdpsi"] += np.einsum("s,swt,st->wt", wt, dpa, Ft)
+    sums["wX"] += np.tensordot(wt, d2psi[:, :, :n, :n], axes=1).reshape(m, n * n)
+    sums["wY"] += np.tensordot(wt, d2psi[:, :, n:, n:], axes=1).reshape(m, n * n)
+    for kind, key in (("u", "XM"), ("r", "YM")):
+        if kind in price:                      # d_k d_l d_a(theta) F_theta, (S, M, n, n)
+            F3 = np.moveaxis(np.concatenate(jets.third[kind][::-1], axis=1), 4, 2)[:, field, source]
+            sums[key] += np.einsum("s,stkl->klt", wt, F3).reshape(n * n, M)
