@@ -8,6 +8,10 @@
    included) on growing small problems, L = 2, P = 1: its Hessian has (4L - 1) n^2 rows,
    n = (T+1) P_all, so time grows like n^6; extrapolated to L = 3, P = 4, T = 50 it is out of
    reach, which is why the finite-width propagator must become matrix-free (open in issue 4).
+4. The dense propagator of deep nonlinear nets (``deep.propagator``: the action's Hessian from
+   site averages, third-order source jets per site), tanh L = 2, P = 1, 4096 sites per layer,
+   on growing n = steps + 1: the site jets cost ~(2n)^5 per site, the dense solve
+   ((6L - 1) n^2 rows) ~n^6.
 
 Run: ``python benchmarks/bench_deep_rich.py``. Nothing here is asserted in tests.
 """
@@ -28,6 +32,13 @@ def _case(kind, L, P, T, samples, queue):
         sd.solve(sd.mlp(L, "tanh", 1.0), data, grid, samples=samples)
     elif kind == "linear":
         sd.deep.solve_linear_rich(sd.mlp(L, "linear", 1.0), data, grid)
+    elif kind == "tanh-propagator":
+        from symdmft.deep.propagator import solve_deep_propagator
+        from symdmft.deep.rich import solve_rich_sampled
+        net = sd.mlp(L, "tanh", 1.0)
+        saddle = solve_rich_sampled(net, data, grid, samples=8192)
+        t0 = time.perf_counter()                  # the propagator alone
+        solve_deep_propagator(net, data, grid, saddle, samples=samples)
     else:
         sd.deep.solve_linear_propagator(sd.mlp(L, "linear", 1.0), data, grid)
     seconds = time.perf_counter() - t0
@@ -63,7 +74,19 @@ def main():
     rows = 11 * (51 * 4) ** 2
     print(f"time ~ n^{slope:.1f} over the last two sizes; L = 3, P = 4, T = 50 would have {rows} rows "
           f"(a dense Hessian of {rows ** 2 * 8 / 2**40:.0f} TiB)")
+    tanh_propagator()
+
+
+def tanh_propagator():
+    times = []
+    for T in (3, 5, 7, 9):
+        s, gib = measure("tanh-propagator", 2, 1, T, 4096)
+        times.append((T + 1, s))
+        print(f"tanh propagator L = 2, P = 1, T = {T} (n = {T + 1}), 4096 sites: {s:.1f} s, peak {gib:.2f} GiB")
+    (n1, s1), (n2, s2) = times[-2:]
+    print(f"time ~ n^{np.log(s2 / s1) / np.log(n2 / n1):.1f} over the last two sizes")
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+    tanh_propagator() if sys.argv[1:] == ["propagator"] else main()

@@ -198,3 +198,20 @@ def test_tanh_variances_against_two_widths(tanh_two_widths):
         assert np.all(np.abs(extrap - 1) <= 4 * np.sqrt(5) * se + 0.03), (name, extrap)
         assert np.all(np.abs(v512 - 1) <= 4 * se + 0.10), (name, v512)
         assert np.all(np.abs(v256 - 1) <= 4 * se + 0.20), (name, v256)
+
+
+def test_bad_input_is_named_before_sampling():
+    """A saddle of another problem, a kinked activation, bad samples: clear errors, nothing sampled."""
+    grid = sd.TimeGrid(0.1, 3)
+    net = sd.mlp(2, "tanh", 1.0)
+    saddle = solve_rich_sampled(net, ONE_INPUT, grid, samples=512)
+    with pytest.raises(ValueError, match="saddle"):
+        solve_deep_propagator(sd.mlp(3, "tanh", 1.0), ONE_INPUT, grid, saddle)
+    with pytest.raises(ValueError, match="saddle"):
+        solve_deep_propagator(net, ONE_INPUT, sd.TimeGrid(0.1, 4), saddle)
+    with pytest.raises(NotImplementedError, match="kink"):
+        solve_deep_propagator(sd.mlp(2, "relu", 1.0), ONE_INPUT, grid, saddle)
+    with pytest.raises(ValueError, match="samples"):
+        solve_deep_propagator(net, ONE_INPUT, grid, saddle, samples=0)
+    with pytest.raises(TypeError, match="saddle"):
+        solve_deep_propagator(net, ONE_INPUT, grid, {"f": 0})

@@ -29,6 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from .linear_rich import check_linear_inputs, solve_linear_rich
+from .propagator import fill_fluctuations, observable_rows
 from .rich_result import RichResult
 from .linear_sweep import layer_inputs
 from .linear_tangents import _Layout, _saddle_tangents, saddle_jacobian  # noqa: F401 (re-exported)
@@ -103,20 +104,6 @@ def solve_linear_propagator(net, data, grid, responses_noise: bool = True) -> Ri
         R, kappa = np.eye(lay.size), Sigma
     else:
         R = np.linalg.solve(np.eye(lay.size) - D, np.eye(lay.size))   # (I - D)^{-1}
-    # observables: f (all points, all steps), equal-time kernel entries on training points
-    diag_idx = [(t * Pa + a) * n + t * Pa + b for t in range(T1) for a in range(P) for b in range(P)]
-    rows = {"f": R[lay.slices["f"]]}
-    for name, s in lay.slices.items():
-        if name[0] in "PG" and name != "f":
-            rows[name] = R[s][diag_idx]
-    # dK(t) = sum_l dG^{l+1} Phi^l + G^{l+1} dPhi^l (G^{L+1} = 1, Phi^0 = Kx fixed)
-    eq = {k: v.reshape(T1, P, P).reshape(-1) for k, v in res.kernels.items()}
-    Kx = np.tile(res.Kx[:P, :P].reshape(-1), T1)
-    rows["K"] = rows[f"Phi{L}"] + Kx[:, None] * rows["G1"]
-    for l in range(1, L):
-        rows["K"] = rows["K"] + eq[f"G{l + 1}"][:, None] * rows[f"Phi{l}"] + eq[f"Phi{l}"][:, None] * rows[f"G{l + 1}"]
-    cov = lambda O: O @ kappa @ O.T  # noqa: E731
-    res.f_cov = cov(rows["f"]).reshape(T1, Pa, T1, Pa)
-    res.kernels_var = {k: np.diag(cov(v)).reshape(T1, P, P) for k, v in rows.items() if k != "f"}
+    fill_fluctuations(res, observable_rows(res, lay, R), lambda O: O @ kappa @ O.T)
     res.params["propagator"] = "dense deep linear (I - D)^-1 kappa (I - D)^-T"
     return res

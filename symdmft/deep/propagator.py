@@ -166,6 +166,7 @@ def solve_deep_propagator(net, data, grid, saddle: RichResult, samples: int = 2*
     Site averages use ``samples`` points per layer of ``sampler`` (``rule(l, dim)`` overrides,
     e.g. an exact Gauss-Hermite rule for linear sites).
     """
+    _check(net, data, grid, saddle, samples, seed, sampler)
     make_rule_for = rule or (lambda l, dim: make_rule(dim, samples, seed + 7919 * l, sampler))
     H, lay = action_hessian(net, saddle, grid, data.P, make_rule_for)
     rows = observable_rows(saddle, lay)
@@ -177,3 +178,26 @@ def solve_deep_propagator(net, data, grid, saddle: RichResult, samples: int = 2*
     fill_fluctuations(saddle, rows, cov)
     saddle.params["propagator"] = "dense deep action -(H^-1)_vv, site averages (deep.site_action)"
     return saddle
+
+
+def _check(net, data, grid, saddle, samples, seed, sampler):
+    """Clear errors, before any site is sampled, for inputs the propagator cannot take."""
+    from ..arch.activations import refuse_kink
+    from ..arch.mlp import MLP, check_positive
+    from ..problem import Data, TimeGrid
+    from ..runtime.samplers import SAMPLERS
+    from ..runtime.solve import check_seed
+    for name, value, kind in (("net", net, MLP), ("data", data, Data), ("grid", grid, TimeGrid),
+                              ("saddle", saddle, RichResult)):
+        if not isinstance(value, kind):
+            raise TypeError(f"{name} must be a symdmft {kind.__name__}, got {type(value).__name__}")
+    if saddle.L != net.hidden_layers or saddle.f.shape != (grid.steps + 1, data.P_all):
+        raise ValueError(f"saddle must be the infinite-width solution of this problem: it has "
+                         f"L = {saddle.L} and f of shape {saddle.f.shape}, the problem L = "
+                         f"{net.hidden_layers} and ({grid.steps + 1}, {data.P_all})")
+    refuse_kink(net.activation, net.activation_name, "the deep propagator",
+                "its site jets need the second to fourth derivatives of phi as functions")
+    check_positive("samples", samples, integer=True)
+    check_seed(seed)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
