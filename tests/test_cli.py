@@ -271,3 +271,25 @@ def test_scipy_engine_fallback(files, tmp_path, monkeypatch):
         for name in ds.data_vars:
             np.testing.assert_array_equal(back[name].values, ds[name].values)
         assert back.attrs["kind"] == ds.attrs["kind"] and back.attrs["gamma0"] == ds.attrs["gamma0"]
+
+
+def test_deep_nets_through_the_command_line(tmp_path, capsys):
+    """hidden_layers = 2, tanh: a small problem (one input, 3 steps) gets its finite-width theory
+    and compares with a simulation file; the default problem (too large for the dense
+    propagator) is still solved and saved, and the output says why N Var is missing."""
+    one = tmp_path / "one.npz"
+    np.savez(one, X=np.ones((1, 4)), y=np.array([1.0]))
+    deep = ["--hidden-layers", "2", "--activation", "tanh", "--eta", "0.1", "--steps", "3"]
+    run, sim = tmp_path / "deep.nc", tmp_path / "deep_sim.nc"
+    assert main(["solve", *deep, "--data", str(one), "--samples", "1024", "--out", str(run)]) == 0
+    assert "N Var f(t=0.3) per point" in capsys.readouterr().out
+    assert main(["simulate", *deep, "--data", str(one), "--width", "64", "--ensemble", "50",
+                 "--out", str(sim)]) == 0
+    ds = io.load(run)
+    assert ds["f_var"].shape == (4, 1) and ds["Phi2_2t"].shape == (4, 1, 4, 1)
+    cmp = compare(ds, io.load(sim))
+    assert np.all(np.isfinite(cmp["f_var_z"].values))
+    big = tmp_path / "big.nc"
+    assert main(["solve", *deep, "--samples", "512", "--out", str(big)]) == 0
+    assert "no finite-width theory: (steps+1) P_all = 16 > 12" in capsys.readouterr().out
+    assert "f_var" not in io.load(big)

@@ -82,6 +82,35 @@ class RichResult:
         why = self.params.get("fluctuations", "not computed")
         return AttributeError(f"no finite-width fluctuations in this result: {why}")
 
+    def to_xarray(self):
+        """The same variables as ``sd.solve``'s two-layer results (f, f_var, f_cov, kernels and
+        their N Var, y), so ``symdmft compare`` reads either; the two-time order parameters as
+        ``Phi{l}_2t``, ``G{l}_2t``, ``A{l}_2t``, ``B{l}_2t``. Without fluctuations (a problem too
+        large for the dense propagator) the variances are left out and ``attrs["fluctuations"]``
+        says why."""
+        import xarray as xr
+        from ..io import netcdf_attrs
+        n_t, n_p = self.f.shape
+        P = self.P
+        rest = np.full(n_p - P, np.nan) if self.y_test is None else self.y_test
+        coords = {"t": self.t, "t2": self.t, "point": np.arange(n_p), "point2": np.arange(n_p),
+                  "i": np.arange(P), "j": np.arange(P)}
+        two_time = ("t", "point", "t2", "point2")
+        data = {"f": (("t", "point"), self.f), "y": (("point",), np.concatenate([self.y, rest]))}
+        for name, mean in self.kernels.items():
+            data["ntk" if name == "K" else name] = (("t", "i", "j"), mean)
+        if self.f_cov is not None:
+            data["f_var"] = (("t", "point"), self.f_var)
+            data["f_cov"] = (two_time, self.f_cov)
+            for name, var in self.kernels_var.items():
+                data[("ntk" if name == "K" else name) + "_var"] = (("t", "i", "j"), var)
+        for kind in ("Phi", "G", "A", "B"):
+            for l, M in enumerate(getattr(self, kind), start=1):
+                data[f"{kind}{l}_2t"] = (two_time, M)
+        attrs = netcdf_attrs({"kind": "theory", **self.params, **{f"convergence_{k}": v for k, v in
+                                                                    self.convergence.items()}})
+        return xr.Dataset(data, coords=coords, attrs=attrs)
+
     @property
     def f_var(self) -> np.ndarray:
         if self.f_cov is None:
