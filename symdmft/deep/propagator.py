@@ -22,6 +22,8 @@ rule); for L = 1 it is the two-layer propagator of ``sd.solve``. Dense on purpos
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from ..runtime.samplers import make_rule
@@ -109,7 +111,7 @@ def fill_fluctuations(res: RichResult, rows: dict, cov) -> RichResult:
     return res
 
 
-def action_hessian(net, res: RichResult, grid, P: int, make_rule_for) -> tuple:
+def action_hessian(net, res: RichResult, grid, P: int, make_rule_for, jacobian=True) -> tuple:
     """The full Hessian H over (v, w) and the layout (module docstring)."""
     L, T1, Pa = res.L, res.t.size, res.f.shape[1]
     n, g0, eta = T1 * Pa, net.gamma0, grid.eta
@@ -132,7 +134,7 @@ def action_hessian(net, res: RichResult, grid, P: int, make_rule_for) -> tuple:
         E = ((B[l - 1] if l < L else 0.0) + Y * W) * weak
         price = ("u",) * (l > 1) + ("r",) * (l < L)          # X_l, Y_l that are order parameters
         Hl = layer_hessian(phis, g0, X, Y, C, E, Pa, lambda dim: make_rule_for(l, dim),
-                           center=net.center and l == L, price=price)
+                           center=net.center and l == L, price=price, jacobian=jacobian)
         Pm = layer_pullback(l, L, lay, Phi, G, W, lower, train, eta)
         m = 2 * nn + n
         Hww, Hwt, Htt = Hl[:m, :m], Hl[:m, m:], Hl[m:, m:]
@@ -159,25 +161,28 @@ def action_hessian(net, res: RichResult, grid, P: int, make_rule_for) -> tuple:
 
 
 def solve_deep_propagator(net, data, grid, saddle: RichResult, samples: int = 2**14, seed: int = 0,
-                          sampler: str = "qmc", rule=None) -> RichResult:
-    """Fill ``saddle`` (a RichResult of ``net`` on ``data``, ``grid``) with N Cov f and N Var of the
-    equal-time kernels and the NTK, leading order in 1/N (THEORY.md §3).
+                          sampler: str = "qmc", rule=None, responses_noise: bool = True) -> RichResult:
+    """A copy of ``saddle`` (a RichResult of ``net`` on ``data``, ``grid``) with N Cov f and N Var of
+    the equal-time kernels and the NTK, leading order in 1/N (THEORY.md §3); ``saddle`` itself
+    is left as it was.
 
     Site averages use ``samples`` points per layer of ``sampler`` (``rule(l, dim)`` overrides,
-    e.g. an exact Gauss-Hermite rule for linear sites).
+    e.g. an exact Gauss-Hermite rule for linear sites). ``responses_noise=False`` drops the
+    sites' MSR Jacobian, with it the fluctuations of A and B: an ablation, badly wrong.
     """
     _check(net, data, grid, saddle, samples, seed, sampler)
     make_rule_for = rule or (lambda l, dim: make_rule(dim, samples, seed + 7919 * l, sampler))
-    H, lay = action_hessian(net, saddle, grid, data.P, make_rule_for)
+    H, lay = action_hessian(net, saddle, grid, data.P, make_rule_for, jacobian=responses_noise)
     rows = observable_rows(saddle, lay)
 
     def cov(O):
         rhs = np.zeros((H.shape[0], O.shape[0]))
         rhs[:lay.size] = O.T
         return -O @ np.linalg.solve(H, rhs)[:lay.size]
-    fill_fluctuations(saddle, rows, cov)
-    saddle.params["propagator"] = "dense deep action -(H^-1)_vv, site averages (deep.site_action)"
-    return saddle
+    res = dataclasses.replace(saddle, params={**saddle.params, "propagator": "dense deep action -(H^-1)_vv, "
+                                              "site averages (deep.site_action)",
+                                              "propagator_samples": samples, "responses_noise": responses_noise})
+    return fill_fluctuations(res, rows, cov)
 
 
 def _check(net, data, grid, saddle, samples, seed, sampler):

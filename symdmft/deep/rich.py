@@ -94,7 +94,7 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
                                       f"propagator is issue 4's open part)")
         return res
     from .propagator import solve_deep_propagator
-    solve_deep_propagator(net, data, grid, res, samples=PROPAGATOR_SITES, seed=seed)
+    res = solve_deep_propagator(net, data, grid, res, samples=PROPAGATOR_SITES, seed=seed)
     res.params["fluctuations"] = (f"dense propagator, site averages over {PROPAGATOR_SITES} Sobol "
                                   f"sites per layer")
     return res

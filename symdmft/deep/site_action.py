@@ -84,7 +84,7 @@ def _memory_index(n):
 
 
 def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=64,
-                  price=("u", "r"), root=truncated_root) -> np.ndarray:
+                  price=("u", "r"), root=truncated_root, jacobian=True) -> np.ndarray:
     """The Hessian of ln Z over (w, X, Y, C, E) at w = 0 and causal (C, E) (module docstring).
 
     ``make_rule(dim)`` returns a ``Rule`` of standard-normal points of dimension
@@ -92,6 +92,7 @@ def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=64,
     ``price`` names the source covariances (u: X, r: Y) whose X-theta (Y-theta) block is
     wanted (third derivatives, the costly part); the others are left zero. Sources are
     ``root(X) zeta_u``, ``root(Y) zeta_r`` (any factor with U U^T = (X + X^T) / 2).
+    ``jacobian=False`` drops X_J (the ablation without response fluctuations).
     """
     n = X.shape[0]
     Ux, Uy = root(X), root(Y)
@@ -114,6 +115,9 @@ def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=64,
             s = zeta @ U.T
             jets = site_jets(s[:, :n], s[:, n:], C, E, g0, Pa, phis, third=price)
             _accumulate(sums, jets, wt, g0, Pa, center, field, source, price)
+    if not jacobian:
+        for key in ("dX", "dXdX", "psidX", "d2X", "XM", "YM"):
+            sums[key][...] = 0.0
     mean, mdX = sums["psi"], sums["dX"]
     H = np.zeros((m + 2 * n * n + M, m + 2 * n * n + M))
     w_, x_, y_, mem = slice(0, m), slice(m, m + n * n), slice(m + n * n, m + 2 * n * n), slice(m + 2 * n * n, None)
