@@ -58,8 +58,10 @@ class TwoLayerSite:
     def __post_init__(self):
         if self.net.hidden_layers != 1:
             raise NotImplementedError(
-                f"the site process is implemented for hidden_layers=1 (two-layer networks); "
-                f"got hidden_layers={self.net.hidden_layers}")
+                f"the symbolic site process is implemented for hidden_layers=1 (two-layer "
+                f"networks); got hidden_layers={self.net.hidden_layers}. Deep nets: sd.solve, whose "
+                f"action Hessian is built from site averages (symdmft.deep.site_action, "
+                f"docs/deep_fluctuations.md)")
 
     def activation(self, order: int = 0, at: sp.Expr = h) -> sp.Expr:
         """phi^(order) evaluated at ``at`` (derivatives by sympy.diff)."""
