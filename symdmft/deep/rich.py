@@ -121,7 +121,8 @@ def _solve_deep_linear(net, data, grid) -> RichResult:
 def solve_rich_sampled(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
                        progress: bool | None = None, responses: str = "full",
                        verify: bool = False) -> RichResult:
-    """``solve_rich`` with the ablation switch ``responses`` and an optional full replay.
+    """``solve_rich`` with the ablation switch ``responses`` and an optional full replay; it also
+    takes L = 1 (the two-layer site, no responses: a reference for the deep propagator).
 
     ``verify=True`` runs the site process a second time driven by the solved order parameters
     and reports ``|F(q) - q|`` over all of them (A and B included); otherwise the residual covers
