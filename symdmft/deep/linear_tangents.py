@@ -61,14 +61,13 @@ def _layer_jvp(g0, X, Y, Ab, Bb, W, dX, dY, dAb, dBb, dW):
     return dPhi, dG, dM @ C + M @ dC, dN @ E + Nn @ dE, np.diagonal(dF, axis1=-2, axis2=-1)
 
 
-def _saddle_tangents(res, lay: _Layout, g0, eta, P, Pa):
-    """Every layer's tangents along every coordinate of q (batched), and the pieces reused.
-
-    Returns (out, geo): out[l] = (dPhi^l, dG^l, d(M C)_l, d(N E)_l, df or None), each
-    (size, n, n) (df: (size, n)); geo: the saddle's kernels, W = eta Theta Delta, masks.
-    """
-    L, n, T1 = res.L, lay.n, res.t.size
-    Phi, G = [x.reshape(n, n) for x in res.Phi], [x.reshape(n, n) for x in res.G]
+def saddle_geometry(res, eta: float, P: int):
+    """(Phi^0..Phi^L, G^1..G^{L+1}, A list, B list, W = eta Theta Delta, lower mask, train mask),
+    every two-time object as a ((steps+1) P_all)^2 matrix (index t P_all + mu)."""
+    T1, Pa = res.f.shape
+    n = T1 * Pa
+    Phi = [np.tile(res.Kx, (T1, T1))] + [x.reshape(n, n) for x in res.Phi]
+    G = [x.reshape(n, n) for x in res.G] + [np.ones((n, n))]
     A, B = [x.reshape(n, n) for x in res.A], [x.reshape(n, n) for x in res.B]
     lower = np.kron(np.tril(np.ones((T1, T1)), -1), np.ones((Pa, Pa)))
     train = np.zeros((T1, Pa))
@@ -76,9 +75,20 @@ def _saddle_tangents(res, lay: _Layout, g0, eta, P, Pa):
     delta = np.zeros((T1, Pa))
     delta[:, :P] = res.delta
     W = lower * (eta * delta.reshape(1, n))
+    return Phi, G, A, B, W, lower, train.reshape(-1)
+
+
+def _saddle_tangents(res, lay: _Layout, g0, eta, P, Pa):
+    """Every layer's tangents along every coordinate of q (batched), and the pieces reused.
+
+    Returns (out, geo): out[l] = (dPhi^l, dG^l, d(M C)_l, d(N E)_l, df or None), each
+    (size, n, n) (df: (size, n)); geo: the saddle's kernels, W = eta Theta Delta, masks.
+    """
+    L, n = res.L, lay.n
+    Phis, Gs, A, B, W, lower, train = saddle_geometry(res, eta, P)
+    Phi0, Phi, G, Gtop = Phis[0], Phis[1:], Gs[:-1], Gs[-1]
     dq = lay.unpack(np.eye(lay.size))                        # tangents along every coordinate
-    dW = lower[None] * (-eta * (train.reshape(-1) * dq["f"])[:, None, :])  # dDelta = -df
-    Phi0, Gtop = np.tile(res.Kx, (T1, T1)), np.ones((n, n))
+    dW = lower[None] * (-eta * (train * dq["f"])[:, None, :])  # dDelta = -df
     zero = np.zeros((lay.size, n, n))
     dPhi = [dq[f"Phi{l}"] for l in range(1, L + 1)]
     dG = [dq[f"G{l}"] for l in range(1, L + 1)]
@@ -91,7 +101,7 @@ def _saddle_tangents(res, lay: _Layout, g0, eta, P, Pa):
         dAb, dBb = (zero if dAb is None else dAb), (zero if dBb is None else dBb)
         tPhi, tG, tA, tB, tf = _layer_jvp(g0, X, Y, Ab, Bb, W, dX, dY, dAb, dBb, dW)
         out[l] = (tPhi, tG, tA, tB, tf if l == L else None)
-    geo = {"Phi": [Phi0] + Phi, "G": G + [Gtop], "W": W, "lower": lower, "train": train.reshape(-1)}
+    geo = {"Phi": Phis, "G": Gs, "W": W, "lower": lower, "train": train}
     return out, geo
 
 

@@ -27,26 +27,9 @@ import dataclasses
 import numpy as np
 
 from ..runtime.samplers import make_rule
-from .linear_tangents import _Layout
+from .linear_tangents import _Layout, saddle_geometry
 from .rich_result import RichResult
 from .site_action import layer_hessian
-
-
-def saddle_geometry(res: RichResult, eta: float, P: int):
-    """(Phi^0..Phi^L, G^1..G^{L+1}, A list, B list, W = eta Theta Delta, lower mask, train mask),
-    every two-time object as a ((steps+1) P_all)^2 matrix (index t P_all + mu)."""
-    T1, Pa = res.f.shape
-    n = T1 * Pa
-    Phi = [np.tile(res.Kx, (T1, T1))] + [x.reshape(n, n) for x in res.Phi]
-    G = [x.reshape(n, n) for x in res.G] + [np.ones((n, n))]
-    A, B = [x.reshape(n, n) for x in res.A], [x.reshape(n, n) for x in res.B]
-    lower = np.kron(np.tril(np.ones((T1, T1)), -1), np.ones((Pa, Pa)))
-    train = np.zeros((T1, Pa))
-    train[:, :P] = 1.0
-    delta = np.zeros((T1, Pa))
-    delta[:, :P] = res.delta
-    W = lower * (eta * delta.reshape(1, n))
-    return Phi, G, A, B, W, lower, train.reshape(-1)
 
 
 def layer_pullback(l, L, lay: _Layout, Phi, G, W, lower, train, eta) -> np.ndarray:
