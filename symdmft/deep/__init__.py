@@ -7,15 +7,19 @@ covariance on train and test points, discrete gradient descent or gradient flow.
 ``solve_rich`` (what ``sd.solve`` calls for hidden_layers >= 2): the infinite-width
 rich-regime site process with responses A, B by sampling; deep linear nets by the closed form
 (``solve_linear_rich``) and, on small problems, the dense propagator with the response
-fluctuations (``solve_linear_propagator``). Results: ``RichResult``.
+fluctuations (``solve_linear_propagator``). ``solve_deep_propagator(net, data, grid, saddle)``:
+the finite-width propagator of any smooth deep net from its action's Hessian as site averages
+(what ``sd.solve`` adds while (steps+1) P_all <= 12; docs/deep_fluctuations.md). Results:
+``RichResult``.
 """
 from .lazy import lazy_solve
 from .linear_propagator import solve_linear_propagator
 from .linear_rich import solve_linear_rich
+from .propagator import solve_deep_propagator
 from .result import InitStats
 from .rich import solve_rich
 from .rich_result import RichResult
 from .statistics import initial_statistics
 
 __all__ = ["InitStats", "initial_statistics", "lazy_solve", "solve_rich", "solve_linear_rich",
-           "solve_linear_propagator", "RichResult"]
+           "solve_linear_propagator", "solve_deep_propagator", "RichResult"]
