@@ -47,32 +47,44 @@ def truncated_root(M: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
     return U[:, keep]
 
 
-def _psi_jets(J, g0, Pa, center):
-    """psi and its first and second source derivatives: (S, m), (S, m, 2n), (S, m, 2n, 2n)."""
+def _psi_jets(J, g0, Pa, center, kinds):
+    """psi (S, m), its source derivatives (S, m, 2n) and, for each kind of source pair in
+    ``kinds`` ("u": d_u d_u, "r": d_r d_r), its second derivatives (S, m, n, n)."""
     P0, P1, P2 = J.phi[:3]
     G0, G1, G2 = J.g[:3]
     Z0, Z1, Z2 = J.zj
     S, n = P0.shape
+    blocks = {"u": slice(0, n), "r": slice(n, 2 * n)}
 
-    def outer(A0, A1, A2, B0, B1, B2):
-        v = A0[:, :, None] * B0[:, None, :]
-        d1 = A1[:, :, None] * B0[:, None, :, None] + A0[:, :, None, None] * B1[:, None]
+    def outer(A0, A1, A2, B0, B1, B2, K):
+        if K is None:
+            v = A0[:, :, None] * B0[:, None, :]
+            d1 = A1[:, :, None] * B0[:, None, :, None] + A0[:, :, None, None] * B1[:, None]
+            return v.reshape(S, n * n), d1.reshape(S, n * n, -1)
+        A1, B1, A2, B2 = A1[..., K], B1[..., K], A2[..., K, K], B2[..., K, K]
         d2 = (A2[:, :, None] * B0[:, None, :, None, None] + A0[:, :, None, None, None] * B2[:, None]
               + A1[:, :, None, :, None] * B1[:, None, :, None, :] + A1[:, :, None, None, :] * B1[:, None, :, :, None])
-        return v.reshape(S, n * n), d1.reshape(S, n * n, -1), d2.reshape(S, n * n, 2 * n, 2 * n)
+        return d2.reshape(S, n * n, n, n)
 
-    def diag_product(A0, A1, A2, B0, B1, B2):
-        v = A0 * B0
-        d1 = A1 * B0[:, :, None] + A0[:, :, None] * B1
-        d2 = (A2 * B0[:, :, None, None] + A0[:, :, None, None] * B2
-              + A1[:, :, :, None] * B1[:, :, None, :] + A1[:, :, None, :] * B1[:, :, :, None])
-        return v / g0, d1 / g0, d2 / g0
+    def diag_product(A0, A1, A2, B0, B1, B2, K):
+        if K is None:
+            return A0 * B0 / g0, (A1 * B0[:, :, None] + A0[:, :, None] * B1) / g0
+        A1, B1, A2, B2 = A1[..., K], B1[..., K], A2[..., K, K], B2[..., K, K]
+        return (A2 * B0[:, :, None, None] + A0[:, :, None, None] * B2
+                + A1[:, :, :, None] * B1[:, :, None, :] + A1[:, :, None, :] * B1[:, :, :, None]) / g0
 
-    parts = [outer(P0, P1, P2, P0, P1, P2), outer(G0, G1, G2, G0, G1, G2),
-             diag_product(Z0, Z1, Z2, P0, P1, P2)]
-    if center:   # the output is f(t) - f(0): psi_f(t, mu) - psi_f(0, mu)
-        parts[2] = tuple(x - np.tile(x[:, :Pa], (1, n // Pa) + (1,) * (x.ndim - 2)) for x in parts[2])
-    return tuple(np.concatenate([p[k] for p in parts], axis=1) for k in range(3))
+    def center_f(x):   # the output is f(t) - f(0): psi_f(t, mu) - psi_f(0, mu)
+        return x - np.tile(x[:, :Pa], (1, n // Pa) + (1,) * (x.ndim - 2)) if center else x
+
+    def assemble(K):
+        parts = [outer(P0, P1, P2, P0, P1, P2, K), outer(G0, G1, G2, G0, G1, G2, K),
+                 diag_product(Z0, Z1, Z2, P0, P1, P2, K)]
+        if K is None:
+            return tuple(np.concatenate([parts[0][k], parts[1][k], center_f(parts[2][k])], axis=1) for k in range(2))
+        return np.concatenate([parts[0], parts[1], center_f(parts[2])], axis=1)
+
+    psi, dpsi = assemble(None)
+    return psi, dpsi, {kind: assemble(blocks[kind]) for kind in kinds}
 
 
 def _memory_index(n):
@@ -89,8 +101,8 @@ def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=64,
 
     ``make_rule(dim)`` returns a ``Rule`` of standard-normal points of dimension
     dim = rank(X) + rank(Y), with weights; ``phis`` = (phi, phi', ..., 4th derivative).
-    ``price`` names the source covariances (u: X, r: Y) whose X-theta (Y-theta) block is
-    wanted (third derivatives, the costly part); the others are left zero. Sources are
+    ``price`` names the source covariances (u: X, r: Y) whose blocks (w-X and X-theta, by
+    second and third derivatives: the costly part) are wanted; the others are left zero. Sources are
     ``root(X) zeta_u``, ``root(Y) zeta_r`` (any factor with U U^T = (X + X^T) / 2).
     ``jacobian=False`` drops X_J (the ablation without response fluctuations).
     """
@@ -135,7 +147,7 @@ def _accumulate(sums, jets, wt, g0, Pa, center, field, source, price):
     """Add one chunk's weighted site sums (module docstring) to ``sums``."""
     n = jets.h.shape[1]
     m, M = 2 * n * n + n, 2 * n * n
-    psi, dpsi, d2psi = _psi_jets(jets, g0, Pa, center)
+    psi, dpsi, d2psi = _psi_jets(jets, g0, Pa, center, price)
     F = [np.concatenate([a, b], axis=1) for a, b in zip(jets.g, jets.phi)]   # F = (g, phi(h)) and jets
     Ft = F[0][:, field]                                                    # F_theta, (S, M)
     dX = g0 * F[1][:, field, source]                                       # dX_J / dtheta
@@ -151,8 +163,9 @@ def _accumulate(sums, jets, wt, g0, Pa, center, field, source, price):
     sums["psidX"] += (psi * wt[:, None]).T @ dX
     sums["d2X"] += np.tensordot(wt, d2X, axes=1)
     sums["Fdpsi"] += np.einsum("s,swt,st->wt", wt, dpa, Ft)
-    sums["wX"] += np.tensordot(wt, d2psi[:, :, :n, :n], axes=1).reshape(m, n * n)
-    sums["wY"] += np.tensordot(wt, d2psi[:, :, n:, n:], axes=1).reshape(m, n * n)
+    for kind, key in (("u", "wX"), ("r", "wY")):
+        if kind in price:                      # d_k d_l psi over that kind of source
+            sums[key] += np.tensordot(wt, d2psi[kind], axes=1).reshape(m, n * n)
     for kind, key in (("u", "XM"), ("r", "YM")):
         if kind in price:                      # d_k d_l d_a(theta) F_theta, (S, M, n, n)
             F3 = np.moveaxis(np.concatenate(jets.third[kind][::-1], axis=1), 4, 2)[:, field, source]
