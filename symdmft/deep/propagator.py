@@ -171,10 +171,9 @@ def solve_deep_propagator(net, data, grid, saddle: RichResult, samples: int = 2*
 def _check(net, data, grid, saddle, samples, seed, sampler):
     """Clear errors, before any site is sampled, for inputs the propagator cannot take."""
     from ..arch.activations import refuse_kink
-    from ..arch.mlp import MLP, check_positive
+    from ..arch.mlp import MLP
     from ..problem import Data, TimeGrid
-    from ..runtime.samplers import SAMPLERS
-    from ..runtime.solve import check_seed
+    from ..runtime.samplers import check_sampling
     for name, value, kind in (("net", net, MLP), ("data", data, Data), ("grid", grid, TimeGrid),
                               ("saddle", saddle, RichResult)):
         if not isinstance(value, kind):
@@ -185,7 +184,4 @@ def _check(net, data, grid, saddle, samples, seed, sampler):
                          f"{net.hidden_layers} and ({grid.steps + 1}, {data.P_all})")
     refuse_kink(net.activation, net.activation_name, "the deep propagator",
                 "its site jets need the second to fourth derivatives of phi as functions")
-    check_positive("samples", samples, integer=True)
-    check_seed(seed)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    check_sampling(samples, seed, sampler)

@@ -18,10 +18,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..arch.activations import refuse_kink
-from ..arch.mlp import MLP, check_positive
+from ..arch.mlp import MLP
 from ..problem import Data, TimeGrid
-from ..runtime.samplers import SAMPLERS
-from ..runtime.solve import check_seed
+from ..runtime.samplers import check_sampling
 from .rich_frontier import RESPONSES, run_frontier
 from .rich_result import RichResult
 from .rich_sources import SourceLayout, draw_sources
@@ -47,10 +46,7 @@ def _check_inputs(net, data, grid, samples, seed, sampler, responses, min_layers
                          f"{net.hidden_layers} (two-layer nets: sd.solve)")
     refuse_kink(net.activation, net.activation_name, "the response functions A, B",
                 "for relu, L = 2, gamma0 = 1 the kernel traces came out up to 3% off trained networks")
-    samples = check_positive("samples", samples, integer=True)
-    seed = check_seed(seed)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    samples, seed = check_sampling(samples, seed, sampler)
     if responses not in RESPONSES:
         raise ValueError(f"responses must be one of {RESPONSES}, got {responses!r}")
     return samples, seed

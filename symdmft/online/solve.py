@@ -16,8 +16,7 @@ from ..arch.activations import refuse_kink
 from ..arch.mlp import MLP, check_positive
 from ..problem import TimeGrid
 from ..progress import show_progress
-from ..runtime.samplers import SAMPLERS
-from ..runtime.solve import check_seed
+from ..runtime.samplers import check_sampling
 from .expansion import directions
 from .particles import Particles, forward
 from .population import Population
@@ -32,11 +31,9 @@ def _check(net, population, grid, samples, seed, sampler):
     if net.hidden_layers != 1:
         raise ValueError(f"online learning is implemented for two-layer networks "
                          f"(hidden_layers=1), got hidden_layers={net.hidden_layers}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     refuse_kink(net.activation, net.activation_name, "the online expansion",
                 "its O(1/N) laws would miss the neurons crossing the kink")
-    return check_positive("samples", samples, integer=True), check_seed(seed)
+    return check_sampling(samples, seed, sampler)
 
 
 def solve_online(net: MLP, population: Population, grid: TimeGrid, samples: int = 2**15,

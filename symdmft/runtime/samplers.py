@@ -58,6 +58,21 @@ def monte_carlo(dim: int, samples: int, seed: int) -> Rule:
     return Rule(zeta, np.full(samples, 1.0 / samples), "mc")
 
 
+def check_seed(seed) -> int:
+    """The seed as an int; ValueError naming it unless it is a non-negative integer."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return int(seed)
+
+
+def check_sampling(samples, seed, sampler) -> tuple:
+    """(samples, seed) checked, with the sampler's name, before any point is drawn."""
+    from ..arch.mlp import check_positive
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    return check_positive("samples", samples, integer=True), check_seed(seed)
+
+
 def make_rule(dim: int, samples: int, seed: int = 0, method: str = "auto") -> Rule:
     if method not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {method!r}")

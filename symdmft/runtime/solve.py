@@ -13,7 +13,6 @@ import numpy as np
 from tqdm import tqdm
 
 from ..arch.activations import refuse_kink
-from ..arch.mlp import check_positive
 from ..codegen.cache import load
 from ..codegen.module import BACKENDS
 from ..lower import lower
@@ -22,13 +21,7 @@ from ..observables.bias import mean_correction
 from ..observables.fluctuations import all_gains, fluctuations, response_matrix
 from ..observables.result import Result
 from ..progress import show_progress
-from .samplers import SAMPLERS, covariance_root, make_rule
-
-
-def check_seed(seed) -> int:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
+from .samplers import check_sampling, covariance_root, make_rule
 
 
 def _diverged(what: str, k: int, eta: float) -> FloatingPointError:
@@ -74,10 +67,7 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     N Var f 8-14% low against trained networks at t = 2). ``allow_kinks=True`` accepts that
     approximation: exact at t = 0, and the same computation in both backends.
     """
-    samples = check_positive("samples", samples, integer=True)
-    seed = check_seed(seed)
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    samples, seed = check_sampling(samples, seed, sampler)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if not allow_kinks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..arch.mlp import MLP, check_positive
+from ..runtime.samplers import check_seed
 from ..progress import show_progress
 from ..problem import Data, TimeGrid
 from .network import NetworkBatch
@@ -21,19 +22,13 @@ from .result import SimResult
 CHUNK_BYTES = 16 * 2**20
 
 
-def _check_seed(seed) -> int:
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    return int(seed)
-
-
 def _check_inputs(net, data, grid, width, ensemble, seed, chunk):
     for name, value, kind in (("net", net, MLP), ("data", data, Data), ("grid", grid, TimeGrid)):
         if not isinstance(value, kind):
             raise TypeError(f"{name} must be a symdmft {kind.__name__}, got {type(value).__name__}")
     width = check_positive("width", width, integer=True)
     ensemble = check_positive("ensemble", ensemble, integer=True)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if chunk is not None:
         chunk = check_positive("chunk", chunk, integer=True)
     return width, ensemble, seed, chunk

@@ -23,7 +23,7 @@ from ..arch.mlp import MLP, check_positive
 from ..online.population import Population
 from ..problem import TimeGrid
 from ..progress import show_progress
-from .ensemble import _check_seed
+from ..runtime.samplers import check_seed
 
 CHUNK_BYTES = 16 * 2**20
 
@@ -54,7 +54,7 @@ def simulate_online(net: MLP, population: Population, grid: TimeGrid, width: int
         raise ValueError(f"online learning is implemented for hidden_layers=1, got {net.hidden_layers}")
     width = check_positive("width", width, integer=True)
     E = check_positive("ensemble", ensemble, integer=True)
-    seed = _check_seed(seed)
+    seed = check_seed(seed)
     if batch is not None:
         batch = check_positive("batch", batch, integer=True)
     per_net = 8 * width * (population.Q + (batch or 0)) * 4
