@@ -22,16 +22,18 @@ from .result import SimResult
 CHUNK_BYTES = 16 * 2**20
 
 
+def check_ensemble(width, ensemble, seed, **optional) -> tuple:
+    """(width, ensemble, seed, *optional) checked; each optional positive integer may be None."""
+    checked = [None if v is None else check_positive(k, v, integer=True) for k, v in optional.items()]
+    return (check_positive("width", width, integer=True), check_positive("ensemble", ensemble, integer=True),
+            check_seed(seed), *checked)
+
+
 def _check_inputs(net, data, grid, width, ensemble, seed, chunk):
     for name, value, kind in (("net", net, MLP), ("data", data, Data), ("grid", grid, TimeGrid)):
         if not isinstance(value, kind):
             raise TypeError(f"{name} must be a symdmft {kind.__name__}, got {type(value).__name__}")
-    width = check_positive("width", width, integer=True)
-    ensemble = check_positive("ensemble", ensemble, integer=True)
-    seed = check_seed(seed)
-    if chunk is not None:
-        chunk = check_positive("chunk", chunk, integer=True)
-    return width, ensemble, seed, chunk
+    return check_ensemble(width, ensemble, seed, chunk=chunk)
 
 
 def simulate(net: MLP, data: Data, grid: TimeGrid, width: int, ensemble: int, seed: int = 0,

@@ -23,7 +23,7 @@ from ..arch.mlp import MLP, check_positive
 from ..online.population import Population
 from ..problem import TimeGrid
 from ..progress import show_progress
-from ..runtime.samplers import check_seed
+from .ensemble import check_ensemble
 
 CHUNK_BYTES = 16 * 2**20
 
@@ -52,11 +52,7 @@ def simulate_online(net: MLP, population: Population, grid: TimeGrid, width: int
         raise TypeError(f"population must be a symdmft Population, got {type(population).__name__}")
     if net.hidden_layers != 1:
         raise ValueError(f"online learning is implemented for hidden_layers=1, got {net.hidden_layers}")
-    width = check_positive("width", width, integer=True)
-    E = check_positive("ensemble", ensemble, integer=True)
-    seed = check_seed(seed)
-    if batch is not None:
-        batch = check_positive("batch", batch, integer=True)
+    width, E, seed, batch = check_ensemble(width, ensemble, seed, batch=batch)
     per_net = 8 * width * (population.Q + (batch or 0)) * 4
     chunk = min(E, check_positive("chunk", chunk, integer=True) if chunk else
                 max(1, CHUNK_BYTES // per_net))
