@@ -21,28 +21,20 @@ returns Phi^l, G^l, A^l = M C, B^{l-1} = N E and (l = L) f by the correlator rul
   tests/test_deep_linear_propagator.py).
 
 Dense on purpose: a small-problem reference (L = 2-3, P = 1-2, ~10 steps; the Hessian has
-about (4L - 1) ((steps+1) P_all)^2 rows) for a matrix-free propagator. Centred nets
+about (4L - 1) ((steps+1) P_all)^2 rows) for the matrix-free propagator
+(``deep.linear_matrix_free``, what sd.solve uses). Centred nets
 (output f(t) - f(0)) use psi_f(t) - psi_f(0) and Delta = y - f_c.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .linear_layer import LinearLayer
 from .linear_rich import check_linear_inputs, solve_linear_rich
 from .propagator import fill_fluctuations, observable_rows
 from .rich_result import RichResult
 from .linear_sweep import layer_inputs
 from .linear_tangents import _Layout, _saddle_tangents, saddle_jacobian  # noqa: F401 (re-exported)
-
-
-def _layer_fields(g0, X, Y, Ab, Bb, W):
-    """<h h^T>, <g g^T>, <h g^T> of one linear site (THEORY.md §2)."""
-    n = X.shape[0]
-    C, E = Ab + X * W, Bb + Y * W
-    M = np.linalg.inv(np.eye(n) - g0**2 * C @ E)
-    Nn = np.linalg.inv(np.eye(n) - g0**2 * E @ C)
-    return (M @ (X + g0**2 * C @ Y @ C.T) @ M.T, Nn @ (Y + g0**2 * E @ X @ E.T) @ Nn.T,
-            g0 * M @ (X @ E.T + C @ Y) @ Nn.T)
 
 
 def site_kappa(res, lay: _Layout, g0, eta, P, Pa) -> np.ndarray:
@@ -63,7 +55,7 @@ def site_kappa(res, lay: _Layout, g0, eta, P, Pa) -> np.ndarray:
     Phi0, Gtop = np.tile(res.Kx, (T1, T1)), np.ones((n, n))
     for l in range(1, L + 1):
         X, Y, Ab, Bb = layer_inputs(l, L, Phi, G, A, B, Phi0, Gtop)
-        hh, gg, hg = _layer_fields(g0, X, Y, 0.0 if Ab is None else Ab, 0.0 if Bb is None else Bb, W)
+        hh, gg, hg = LinearLayer(g0, X, Y, 0.0 if Ab is None else Ab, 0.0 if Bb is None else Bb, W).fields()
         sp, sg, sf = lay.slices[f"Phi{l}"], lay.slices[f"G{l}"], lay.slices["f"]
         kappa[sp, sp], kappa[sg, sg] = pair(hh, hh), pair(gg, gg)
         kappa[sp, sg] = pair(hg, hg)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .linear_layer import LinearLayer
 from .linear_sweep import layer_inputs
 
 
@@ -36,29 +37,9 @@ class _Layout:
 
 
 def _layer_jvp(g0, X, Y, Ab, Bb, W, dX, dY, dAb, dBb, dW):
-    """Tangents of (Phi^l, G^l, A^l, B^{l-1}, diag H) of one layer; batched over a leading axis.
-
-    C = Ab + X*W, E = Bb + Y*W, M = (I - g^2 C E)^{-1}, N = (I - g^2 E C)^{-1},
-    Phi = M (X + g^2 C Y C^T) M^T, G = N (Y + g^2 E X E^T) N^T, A = M C, B = N E,
-    f = diag M (X E^T + C Y) N^T (THEORY.md §2). d(M) = g^2 M (dC E + C dE) M.
-    """
-    g2, n = g0**2, X.shape[0]
-    T = lambda Z: np.swapaxes(Z, -1, -2)  # noqa: E731
-    C, E = Ab + X * W, Bb + Y * W
-    dC, dE = dAb + dX * W + X * dW, dBb + dY * W + Y * dW
-    M = np.linalg.inv(np.eye(n) - g2 * C @ E)
-    Nn = np.linalg.inv(np.eye(n) - g2 * E @ C)
-    dM = g2 * M @ (dC @ E + C @ dE) @ M
-    dN = g2 * Nn @ (dE @ C + E @ dC) @ Nn
-    S, R = X + g2 * C @ Y @ C.T, Y + g2 * E @ X @ E.T
-    dS = dX + g2 * (dC @ Y @ C.T + C @ dY @ C.T + C @ Y @ T(dC))
-    dR = dY + g2 * (dE @ X @ E.T + E @ dX @ E.T + E @ X @ T(dE))
-    dPhi = dM @ S @ M.T + M @ dS @ M.T + M @ S @ T(dM)
-    dG = dN @ R @ Nn.T + Nn @ dR @ Nn.T + Nn @ R @ T(dN)
-    Q = X @ E.T + C @ Y
-    dQ = dX @ E.T + X @ T(dE) + dC @ Y + C @ dY
-    dF = dM @ Q @ Nn.T + M @ dQ @ Nn.T + M @ Q @ T(dN)
-    return dPhi, dG, dM @ C + M @ dC, dN @ E + Nn @ dE, np.diagonal(dF, axis1=-2, axis2=-1)
+    """Tangents of (Phi^l, G^l, A^l, B^{l-1}, diag H) of one layer; batched over a leading axis
+    (``deep.linear_layer``, THEORY.md §2)."""
+    return LinearLayer(g0, X, Y, Ab, Bb, W).jvp(dX, dY, dAb, dBb, dW)
 
 
 def saddle_geometry(res, eta: float, P: int):
