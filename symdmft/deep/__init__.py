@@ -6,13 +6,14 @@ activation, and their N Cov with the noise of every layer carried forward and ba
 covariance on train and test points, discrete gradient descent or gradient flow.
 ``solve_rich`` (what ``sd.solve`` calls for hidden_layers >= 2): the infinite-width
 rich-regime site process with responses A, B by sampling; deep linear nets by the closed form
-(``solve_linear_rich``) and, on small problems, the dense propagator with the response
-fluctuations (``solve_linear_propagator``). ``solve_deep_propagator(net, data, grid, saddle)``:
+(``solve_linear_rich``) with the matrix-free propagator, response fluctuations included
+(``solve_linear_matrix_free``; the dense reference: ``solve_linear_propagator``). ``solve_deep_propagator(net, data, grid, saddle)``:
 the finite-width propagator of any smooth deep net from its action's Hessian as site averages
 (what ``sd.solve`` adds while (steps+1) P_all <= 12; docs/deep_fluctuations.md). Results:
 ``RichResult``.
 """
 from .lazy import lazy_solve
+from .linear_matrix_free import solve_linear_matrix_free
 from .linear_propagator import solve_linear_propagator
 from .linear_rich import solve_linear_rich
 from .propagator import solve_deep_propagator
@@ -22,4 +23,4 @@ from .rich_result import RichResult
 from .statistics import initial_statistics
 
 __all__ = ["InitStats", "initial_statistics", "lazy_solve", "solve_rich", "solve_linear_rich",
-           "solve_linear_propagator", "solve_deep_propagator", "RichResult"]
+           "solve_linear_propagator", "solve_linear_matrix_free", "solve_deep_propagator", "RichResult"]

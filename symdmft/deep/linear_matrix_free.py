@@ -1,0 +1,112 @@
+"""Finite-width fluctuations of deep linear nets, matrix-free: large problems (THEORY.md §3).
+
+``solve_linear_matrix_free`` gives the same N Cov f and N Var of the equal-time kernels as
+the dense ``linear_propagator`` without forming the Hessian: for each chosen observable c
+(f at a step and point; one entry of an equal-time kernel Phi^l, G^l or the NTK), one
+adjoint pass u = (I - D')^{-T} c back through the causal frontier
+(``deep.linear_substitution``), then N Cov(c_a, c_b) = U_a . H U_b with one product with H
+(``deep.linear_operator``). Observables are processed in chunks; nothing of size
+n^2 x n^2 exists.
+
+Cost per observable: the adjoint pass ~ L P_all (steps+1)^3 P_all^2 flops and one product
+with H ~ 100 L n^3 (n = (steps+1) P_all); memory ~ 8 n^2 (2L + L - 1) bytes per observable
+held (all of f's, for their full covariance). L = 3, P = 4, 50 steps: see
+benchmarks/bench_deep_linear_propagator.py.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .linear_operator import ActionOperator, adjoint_pairs
+from .linear_rich import check_linear_inputs, solve_linear_rich
+from .linear_substitution import Substitution
+from .rich_result import RichResult
+
+# Equal-time kernel variances at every step up to this many steps + 1, else at this many
+# evenly spaced steps (0 and the last included); the others are NaN.
+KERNEL_STEPS = 11
+
+
+def check_kernel_steps(kernel_steps, steps: int) -> np.ndarray:
+    """The steps at which kernel variances are computed; ValueError naming the parameter."""
+    if kernel_steps is None:
+        if steps + 1 <= KERNEL_STEPS:
+            return np.arange(steps + 1)
+        return np.unique(np.round(np.linspace(0, steps, KERNEL_STEPS)).astype(int))
+    if isinstance(kernel_steps, str) and kernel_steps == "all":
+        return np.arange(steps + 1)
+    ks = np.asarray(kernel_steps)
+    if ks.ndim != 1 or ks.size == 0 or not np.issubdtype(ks.dtype, np.integer) \
+            or ks.min() < 0 or ks.max() > steps:
+        raise ValueError(f"kernel_steps must be None, 'all' or a non-empty list of integer steps in "
+                         f"[0, {steps}], got {kernel_steps!r}")
+    return np.unique(ks)
+
+
+def _kernel_specs(res, L, steps, P):
+    """(name, t, a, b) of every kernel entry asked for, a <= b (the entries are symmetric)."""
+    names = [f"Phi{l}" for l in range(1, L + 1)] + [f"G{l}" for l in range(1, L + 1)] + ["K"]
+    return [(name, t, a, b) for name in names for t in steps for a in range(P) for b in range(a, P)]
+
+
+def _kernel_rows(op: ActionOperator, res: RichResult, specs):
+    """A batch of observables over q' for kernel entries; the NTK linearised as in
+    ``propagator.observable_rows``: dK = sum_l dG^{l+1} Phi^l + G^{l+1} dPhi^l."""
+    c, L, Pa = op.zeros_v(len(specs)), op.L, op.Pa
+    eq = res.kernels                                          # equal-time kernels, (T1, P, P)
+    Kx = res.Kx
+    for j, (name, t, a, b) in enumerate(specs):
+        i, k = t * Pa + a, t * Pa + b
+        if name != "K":
+            c[name][j, i, k] = 1.0
+            continue
+        c[f"Phi{L}"][j, i, k] += 1.0
+        c["G1"][j, i, k] += Kx[a, b]
+        for l in range(1, L):
+            c[f"Phi{l}"][j, i, k] += eq[f"G{l + 1}"][t, a, b]
+            c[f"G{l + 1}"][j, i, k] += eq[f"Phi{l}"][t, a, b]
+    return c
+
+
+def solve_linear_matrix_free(net, data, grid, kernel_steps=None, chunk: int = 32,
+                             saddle: RichResult | None = None) -> RichResult:
+    """The closed-form saddle (or a copy of ``saddle``) with N Cov f at every step and point and
+    N Var of the equal-time kernels (Phi^l, G^l, NTK) on training points at ``kernel_steps``
+    (None: every step up to KERNEL_STEPS, else KERNEL_STEPS evenly spaced; 'all'; or a list),
+    NaN at the other steps; leading order in 1/N (THEORY.md §3). ``chunk`` observables share
+    one adjoint pass (memory ~ chunk * 100 n^2 bytes at the product with H).
+    """
+    check_linear_inputs(net, data, grid)
+    steps = check_kernel_steps(kernel_steps, grid.steps)
+    if not isinstance(chunk, (int, np.integer)) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    res = solve_linear_rich(net, data, grid) if saddle is None else dataclasses.replace(saddle)
+    op = ActionOperator(res, net.gamma0, grid.eta, data.P, center=net.center)
+    sub = Substitution(op)
+    T1, Pa, P, n = res.t.size, data.P_all, data.P, op.n
+    U, HU = [], []                                            # f at every (t, mu): full covariance
+    for start in range(0, n, chunk):
+        idx = np.arange(start, min(start + chunk, n))
+        c = op.zeros_v(idx.size)
+        c["f"][np.arange(idx.size), idx] = 1.0
+        a, b = adjoint_pairs(op, sub, c)
+        U.append(a)
+        HU.append(b)
+    U, HU = np.concatenate(U), np.concatenate(HU)
+    f_cov = U @ HU.T
+    res.f_cov = (0.5 * (f_cov + f_cov.T)).reshape(T1, Pa, T1, Pa)
+    del U, HU
+    specs = _kernel_specs(res, res.L, steps, P)
+    var = {name: np.full((T1, P, P), np.nan) for name, *_ in specs}
+    for start in range(0, len(specs), chunk):
+        part = specs[start:start + chunk]
+        a, b = adjoint_pairs(op, sub, _kernel_rows(op, res, part))
+        for (name, t, i, k), v in zip(part, np.einsum("km,km->k", a, b)):
+            var[name][t, i, k] = var[name][t, k, i] = v
+    res.kernels_var = var
+    res.params = {**res.params, "propagator": "matrix-free deep linear: adjoint passes through the "
+                  "causal frontier, products with the action's Hessian",
+                  "kernel_steps": [int(s) for s in steps]}
+    return res
