@@ -28,8 +28,6 @@ from .rich_sources import SourceLayout, draw_sources
 # A replayed saddle must reproduce its order parameters to rounding (the frontier computes
 # each one once from final paths); anything larger is a bookkeeping error, not noise.
 REPLAY_TOL = 1e-8
-# Largest dense deep-linear Hessian sd.solve builds (rows; measured ~17 s at 5500 rows).
-DENSE_ROWS = 4000
 # Deep nonlinear nets: sd.solve adds the dense site-average propagator while (steps+1) P_all
 # is at most PROPAGATOR_N, with PROPAGATOR_SITES sites per layer (L = 2, n = 10: 22.5 s; the
 # site averages' error <= 2.1% on the exact t = 0 variances over eight Sobol seeds).
@@ -64,7 +62,7 @@ def replay_residual(est, replayed) -> float:
 def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
                progress: bool | None = None) -> RichResult:
     """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process
-    (deep linear nets: the closed form, with the dense propagator on small problems).
+    (deep linear nets: the closed form, with the dense or the matrix-free propagator).
 
     ``samples`` sites (rounded up to a power of two for QMC); ``sampler`` 'auto'/'qmc'
     (scrambled Sobol, seeded) or 'mc'. Accuracy: the site averages carry the QMC error, and
@@ -97,20 +95,15 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
 
 
 def _solve_deep_linear(net, data, grid) -> RichResult:
-    """Deep linear nets: the closed-form saddle (deep.linear_rich), exact; with the dense
-    propagator (deep.linear_propagator, response fluctuations included) while its Hessian has
-    at most DENSE_ROWS rows, else the saddle alone."""
-    from .linear_propagator import solve_linear_propagator
-    from .linear_rich import solve_linear_rich
-    rows = (4 * net.hidden_layers - 1) * ((grid.steps + 1) * data.P_all) ** 2
-    if rows <= DENSE_ROWS:
-        res = solve_linear_propagator(net, data, grid)
-        res.params["fluctuations"] = f"dense propagator, {rows} rows"
-        return res
-    res = solve_linear_rich(net, data, grid)
-    res.params["fluctuations"] = (f"the dense propagator would need {rows} rows (limit "
-                                  f"{DENSE_ROWS}: L <= 3, P_all <= 2, ~10 steps); a matrix-free "
-                                  f"propagator is issue 4's open part")
+    """Deep linear nets: the closed-form saddle (deep.linear_rich), exact, with N Cov f and the
+    kernels' N Var, response fluctuations included, by the matrix-free propagator
+    (deep.linear_matrix_free; kernel variances at its default steps). It equals the dense
+    propagator (deep.linear_propagator, the reference) to rounding and is 30-70x faster
+    already where that one fits (benchmarks/bench_deep_linear_propagator.py)."""
+    from .linear_matrix_free import solve_linear_matrix_free
+    res = solve_linear_matrix_free(net, data, grid)
+    res.params["fluctuations"] = (f"matrix-free propagator; kernel variances at steps "
+                                  f"{res.params['kernel_steps']}")
     return res
 
 

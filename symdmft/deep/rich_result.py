@@ -86,7 +86,7 @@ class RichResult:
         """The same variables as ``sd.solve``'s two-layer results (f, f_var, f_cov, kernels and
         their N Var, y), so ``symdmft compare`` reads either; the two-time order parameters as
         ``Phi{l}_2t``, ``G{l}_2t``, ``A{l}_2t``, ``B{l}_2t``. Without fluctuations (a problem too
-        large for the dense propagator) the variances are left out and ``attrs["fluctuations"]``
+        large for the dense nonlinear propagator) the variances are left out and ``attrs["fluctuations"]``
         says why."""
         import xarray as xr
         from ..io import netcdf_attrs
