@@ -2,9 +2,9 @@
 
 Deep linear network, L = 3 hidden layers, one input (x.x/D = 1), target y = 1, eta = 0.1,
 20 steps (t = 2), gamma0 from 0.25 to 2. Theory: the infinite-width kernels (closed form,
-deep.linear_rich) and their N Var from the dense propagator with the response fluctuations
-(deep.linear_propagator, THEORY.md §3). Simulation: 1000 trained networks of width 256 per
-gamma0. Left: N Var Phi^l(t, t) at the final step per layer, and of the final NTK; right: the
+deep.linear_rich) and their N Var from the matrix-free propagator with the response
+fluctuations (deep.linear_matrix_free, THEORY.md §3; the final step only). Simulation: 1000
+trained networks of width 256 per gamma0. Left: N Var Phi^l(t, t) at the final step per layer, and of the final NTK; right: the
 signal-to-noise ratio Phi^l^2 / (N Var Phi^l). arXiv 2304.03408: at large gamma0 the
 variance accumulates with depth, yet feature learning still improves the SNR. Measured: the
 NTK and layers 1-2 within 1-4% of theory; layer 3 sits 5-9% below theory at N = 256 (the
@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import symdmft as sd
-from symdmft.deep.linear_propagator import solve_linear_propagator
+from symdmft.deep.linear_matrix_free import solve_linear_matrix_free
 from symdmft.deep.propagator import solve_deep_propagator
 from symdmft.deep.rich import solve_rich_sampled
 from symdmft.observables.compare import variance_with_error
@@ -40,7 +40,7 @@ GAMMAS = (0.25, 0.5, 1.0, 1.5, 2.0)
 def theory(net, data, grid):
     """Kernels and their N Var: closed form (linear) or sampled saddle + site-average propagator."""
     if net.activation_name == "linear":
-        return solve_linear_propagator(net, data, grid)
+        return solve_linear_matrix_free(net, data, grid, kernel_steps=[grid.steps])
     saddle = solve_rich_sampled(net, data, grid, samples=2**15)
     return solve_deep_propagator(net, data, grid, saddle, samples=8192)
 

@@ -205,7 +205,7 @@ def _solve(args) -> int:
           f"(t = {res.t[-1]:g}), P={data.P} train + {data.P_all - data.P} test, "
           f"samples={p['samples']} ({p['sampler']})")
     print(f"final train loss 1/2|y - f|^2: {0.5 * np.sum(res.delta[-1] ** 2):.6g}")
-    if getattr(res, "f_cov", None) is None:      # a deep net too large for the dense propagator
+    if getattr(res, "f_cov", None) is None:      # a deep nonlinear net too large for its propagator
         print(f"no finite-width theory: {p.get('fluctuations')}")
     else:
         print(f"N Var f(t={res.t[-1]:g}) per point: {_fmt_points(res.f_var[-1])}")

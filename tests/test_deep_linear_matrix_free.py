@@ -77,7 +77,8 @@ def test_hessian_products_equal_the_dense_hessian(L, center):
         zw[name] = z[:, pos:pos + m].reshape(zv[name].shape)
         pos += m
     hv, hw = op.apply(zv, zw)
-    got = np.concatenate([hv[k].reshape(3, -1) for k in lay.slices] + [hw[k].reshape(3, -1) for k in zw], axis=1)
+    got = np.concatenate([hv[k].reshape(3, -1) for k in lay.slices]
+                         + [hw[k].reshape(3, -1) for k in zw], axis=1)
     ref = z @ H.T
     assert np.abs(got - ref).max() <= 1e-13 * np.abs(ref).max()
 

@@ -21,8 +21,9 @@ A TOML file (read with ``tomllib``, Python >= 3.11; ``tomli`` on 3.10) has three
 
 Everything is checked here, before a cluster starts or anything is compiled; every error
 names the key (``axes.gamma0[2]``). hidden_layers >= 2 is a valid spec: ``solve`` gives the deep
-rich-regime means, but a finite-width variance only for small deep linear problems; otherwise
-the theory point is recorded as failed with the reason (NotImplementedError).
+rich-regime means and, for deep linear nets, their finite-width variances; deep nonlinear nets
+have one only on small problems (the dense propagator), otherwise the theory point is recorded
+as failed with the reason (NotImplementedError).
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """What a worker runs: a theory point, a chunk of a simulation, and the chunks' reduction (issue 7).
 
 Every task catches its own exceptions and returns them as the point's ``error`` attribute, so a
-failed point (a deep net too large for the dense propagator: NotImplementedError with the
-reason ``solve`` gives; a FloatingPointError when eta makes the dynamics diverge) is recorded
-and the sweep goes on.
+failed point (a deep nonlinear net too large for its dense propagator: NotImplementedError
+with the reason ``solve`` gives; a FloatingPointError when eta makes the dynamics diverge) is
+recorded and the sweep goes on.
 
 Simulations are split into chunks of ``chunk`` networks, each its own task, so one large ensemble
 spreads over the workers. Chunk c of a point with seed s trains with the seed
