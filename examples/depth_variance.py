@@ -9,7 +9,7 @@ signal-to-noise ratio Phi^l^2 / (N Var Phi^l). arXiv 2304.03408: at large gamma0
 variance accumulates with depth, yet feature learning still improves the SNR. Measured: the
 NTK and layers 1-2 within 1-4% of theory; layer 3 sits 5-9% below theory at N = 256 (the
 O(1/N) correction, which tests/test_deep_linear_propagator.py resolves with two widths).
-Writes depth_variance.png (about 3.5 min on 2 cores).
+Writes depth_variance.png (about 30 s on 2 cores).
 
 ``python examples/depth_variance.py depth_variance_tanh.png tanh``: the same for a deep tanh
 network (L = 3, 10 steps of eta = 0.2, so t = 2 again), theory from the dense site-average

@@ -1,4 +1,5 @@
-"""``symdmft generate``: (re)write the committed modules of the built-in activations.
+"""``symdmft generate``: (re)write the committed modules of the built-in activations and the
+deep linear layer map's tangent and adjoint (``deep.linear_program``).
 
 Generation is deterministic, so ``generate_builtin(check=True)`` doubles as the staleness
 test: it reports the files whose committed text differs from a fresh emission.
@@ -32,4 +33,11 @@ def generate_builtin(check: bool = False, directory: Path | None = None) -> list
             if stale and not check:
                 write_atomic(path, source)
             report.append((path, stale))
+    from ..deep.linear_program import emit as emit_deep_linear     # the deep linear layer map
+    path = directory / "deep_linear_layer.py"
+    source = emit_deep_linear()
+    stale = not path.exists() or path.read_text() != source
+    if stale and not check:
+        write_atomic(path, source)
+    report.append((path, stale))
     return report
