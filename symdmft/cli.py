@@ -201,9 +201,9 @@ def _solve(args) -> int:
     res = sd.solve(net, data, grid, samples=args.samples, seed=args.seed, sampler=args.sampler,
                    backend=args.backend)
     p = res.params
+    how = f"samples={p['samples']} ({p['sampler']})" if "samples" in p else p.get("solver", "closed form")
     print(f"theory: {p['activation']}, gamma0={net.gamma0:g}, eta={grid.eta:g}, steps={grid.steps} "
-          f"(t = {res.t[-1]:g}), P={data.P} train + {data.P_all - data.P} test, "
-          f"samples={p['samples']} ({p['sampler']})")
+          f"(t = {res.t[-1]:g}), P={data.P} train + {data.P_all - data.P} test, {how}")
     print(f"final train loss 1/2|y - f|^2: {0.5 * np.sum(res.delta[-1] ** 2):.6g}")
     if getattr(res, "f_cov", None) is None:      # a deep nonlinear net too large for its propagator
         print(f"no finite-width theory: {p.get('fluctuations')}")

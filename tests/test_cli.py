@@ -293,3 +293,19 @@ def test_deep_nets_through_the_command_line(tmp_path, capsys):
     assert main(["solve", *deep, "--samples", "512", "--out", str(big)]) == 0
     assert "no finite-width theory: (steps+1) P_all = 16 > 12" in capsys.readouterr().out
     assert "f_var" not in io.load(big)
+
+
+def test_deep_linear_net_through_the_command_line(tmp_path, capsys):
+    """hidden_layers = 3, linear, the default data, 12 steps (a dense Hessian of 24,000 rows):
+    the closed form and the matrix-free propagator give N Var f and of the NTK, the header
+    names the closed form (no samples), and the file holds the variances: f and the NTK at
+    every step, the layers' kernels at the 11 steps computed (13 steps > 11)."""
+    out = tmp_path / "lin.nc"
+    args = ["--hidden-layers", "3", "--activation", "linear", "--eta", "0.05", "--steps", "12"]
+    assert main(["solve", *args, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "deep linear closed form" in text and "N Var K trace at t=0.6" in text
+    ds = io.load(out)
+    assert np.all(np.isfinite(ds["f_var"].values))
+    assert np.all(np.isfinite(ds["ntk_var"].values)) and ds["ntk_var"].shape == (13, 3, 3)
+    assert ds["Phi2_var"].shape == (11, 3, 3) and ds["t_kernel"].values[-1] == ds["t"].values[-1]

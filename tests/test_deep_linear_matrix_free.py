@@ -117,18 +117,25 @@ def test_matrix_free_equals_dense_propagator(L, center):
 
 
 def test_kernel_steps_and_bad_input():
-    """Kernel variances only at the steps asked for (NaN elsewhere, the same numbers where
-    computed); by default all steps up to KERNEL_STEPS, then that many including the last;
+    """Layer kernel variances only at the steps asked for (NaN elsewhere, the same numbers
+    where computed), the NTK's at every step; by default all steps up to KERNEL_STEPS, then
+    that many including the last; saved files hold the computed steps (coordinate t_kernel);
     bad arguments are refused by name before any work."""
     net, grid = sd.mlp(2, "linear", 1.0), sd.TimeGrid(0.1, 4)
     full = solve_linear_matrix_free(net, TWO_AND_TEST, grid)
     part = solve_linear_matrix_free(net, TWO_AND_TEST, grid, kernel_steps=[0, 4])
-    assert np.isnan(part.kernels_var["K"][1:4]).all()
-    np.testing.assert_allclose(part.kernels_var["K"][[0, 4]], full.kernels_var["K"][[0, 4]], rtol=1e-12)
+    assert np.isnan(part.kernels_var["Phi2"][1:4]).all()
+    for name in ("Phi2", "G1"):
+        np.testing.assert_allclose(part.kernels_var[name][[0, 4]], full.kernels_var[name][[0, 4]],
+                                   rtol=1e-12)
+    np.testing.assert_allclose(part.ntk_var, full.ntk_var, rtol=1e-12)
     np.testing.assert_allclose(part.f_cov, full.f_cov, rtol=1e-12)
+    ds = part.to_xarray()
+    assert ds["Phi2_var"].dims == ("t_kernel", "i", "j") and ds["ntk_var"].dims == ("t", "i", "j")
+    np.testing.assert_allclose(ds["t_kernel"].values, grid.t[[0, 4]])
     long = solve_linear_matrix_free(net, sd.Data(np.ones((1, 4)), np.array([1.0])), sd.TimeGrid(0.1, 30))
     assert long.params["kernel_steps"][0] == 0 and long.params["kernel_steps"][-1] == 30
-    assert np.isfinite(long.ntk_var[-1]).all() and np.isnan(long.ntk_var[1]).all()
+    assert np.isfinite(long.ntk_var).all() and np.isnan(long.kernels_var["Phi1"][1]).all()
     for bad in ([5], [], "some", [0.5]):
         with pytest.raises(ValueError, match="kernel_steps"):
             solve_linear_matrix_free(net, TWO_AND_TEST, grid, kernel_steps=bad)

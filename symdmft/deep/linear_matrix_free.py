@@ -15,8 +15,6 @@ benchmarks/bench_deep_linear_propagator.py.
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from .linear_operator import ActionOperator, adjoint_pairs
@@ -24,8 +22,8 @@ from .linear_rich import check_linear_inputs, solve_linear_rich
 from .linear_substitution import Substitution
 from .rich_result import RichResult
 
-# Equal-time kernel variances at every step up to this many steps + 1, else at this many
-# evenly spaced steps (0 and the last included); the others are NaN.
+# The layers' kernel variances at every step up to this many steps + 1, else at this many
+# evenly spaced steps (0 and the last included); the others are NaN. The NTK's: every step.
 KERNEL_STEPS = 11
 
 
@@ -45,10 +43,13 @@ def check_kernel_steps(kernel_steps, steps: int) -> np.ndarray:
     return np.unique(ks)
 
 
-def _kernel_specs(res, L, steps, P):
-    """(name, t, a, b) of every kernel entry asked for, a <= b (the entries are symmetric)."""
-    names = [f"Phi{l}" for l in range(1, L + 1)] + [f"G{l}" for l in range(1, L + 1)] + ["K"]
-    return [(name, t, a, b) for name in names for t in steps for a in range(P) for b in range(a, P)]
+def _kernel_specs(L, steps, T1, P):
+    """(name, t, a, b) of every kernel entry asked for, a <= b (the entries are symmetric):
+    the layers' kernels at ``steps``, the NTK at every step."""
+    names = [f"Phi{l}" for l in range(1, L + 1)] + [f"G{l}" for l in range(1, L + 1)]
+    pairs = [(a, b) for a in range(P) for b in range(a, P)]
+    return ([(name, t, a, b) for name in names for t in steps for a, b in pairs]
+            + [("K", t, a, b) for t in range(T1) for a, b in pairs])
 
 
 def _kernel_rows(op: ActionOperator, res: RichResult, specs):
@@ -70,19 +71,19 @@ def _kernel_rows(op: ActionOperator, res: RichResult, specs):
     return c
 
 
-def solve_linear_matrix_free(net, data, grid, kernel_steps=None, chunk: int = 32,
-                             saddle: RichResult | None = None) -> RichResult:
-    """The closed-form saddle (or a copy of ``saddle``) with N Cov f at every step and point and
-    N Var of the equal-time kernels (Phi^l, G^l, NTK) on training points at ``kernel_steps``
-    (None: every step up to KERNEL_STEPS, else KERNEL_STEPS evenly spaced; 'all'; or a list),
-    NaN at the other steps; leading order in 1/N (THEORY.md §3). ``chunk`` observables share
-    one adjoint pass (memory ~ chunk * 100 n^2 bytes at the product with H).
+def solve_linear_matrix_free(net, data, grid, kernel_steps=None, chunk: int = 32) -> RichResult:
+    """The closed-form saddle with N Cov f at every step and point, N Var of the NTK at every
+    step and of the layers' equal-time kernels (Phi^l, G^l) at ``kernel_steps`` (None: every
+    step up to KERNEL_STEPS, else KERNEL_STEPS evenly spaced; 'all'; or a list; NaN at the
+    other steps), on training points; leading order in 1/N (THEORY.md §3). ``chunk`` observables share one adjoint
+    pass (memory ~ chunk * 100 n^2 bytes at the product with H). Bad arguments raise
+    ValueError / TypeError naming the parameter before any work.
     """
     check_linear_inputs(net, data, grid)
     steps = check_kernel_steps(kernel_steps, grid.steps)
     if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
-    res = solve_linear_rich(net, data, grid) if saddle is None else dataclasses.replace(saddle)
+    res = solve_linear_rich(net, data, grid)
     op = ActionOperator(res, net.gamma0, grid.eta, data.P, center=net.center)
     sub = Substitution(op)
     T1, Pa, P, n = res.t.size, data.P_all, data.P, op.n
@@ -98,7 +99,7 @@ def solve_linear_matrix_free(net, data, grid, kernel_steps=None, chunk: int = 32
     f_cov = U @ HU.T
     res.f_cov = (0.5 * (f_cov + f_cov.T)).reshape(T1, Pa, T1, Pa)
     del U, HU
-    specs = _kernel_specs(res, res.L, steps, P)
+    specs = _kernel_specs(res.L, steps, T1, P)
     var = {name: np.full((T1, P, P), np.nan) for name, *_ in specs}
     for start in range(0, len(specs), chunk):
         part = specs[start:start + chunk]

@@ -85,9 +85,10 @@ class RichResult:
     def to_xarray(self):
         """The same variables as ``sd.solve``'s two-layer results (f, f_var, f_cov, kernels and
         their N Var, y), so ``symdmft compare`` reads either; the two-time order parameters as
-        ``Phi{l}_2t``, ``G{l}_2t``, ``A{l}_2t``, ``B{l}_2t``. Without fluctuations (a problem too
-        large for the dense nonlinear propagator) the variances are left out and ``attrs["fluctuations"]``
-        says why."""
+        ``Phi{l}_2t``, ``G{l}_2t``, ``A{l}_2t``, ``B{l}_2t``. Layer kernel variances computed at
+        some steps only (long deep linear runs) are stored at those, coordinate ``t_kernel``.
+        Without fluctuations (a problem too large for the dense nonlinear propagator) the
+        variances are left out and ``attrs["fluctuations"]`` says why."""
         import xarray as xr
         from ..io import netcdf_attrs
         n_t, n_p = self.f.shape
@@ -103,7 +104,12 @@ class RichResult:
             data["f_var"] = (("t", "point"), self.f_var)
             data["f_cov"] = (two_time, self.f_cov)
             for name, var in self.kernels_var.items():
-                data[("ntk" if name == "K" else name) + "_var"] = (("t", "i", "j"), var)
+                done = ~np.isnan(var).all(axis=(1, 2))          # steps computed (deep linear, long runs)
+                if done.all():
+                    data[("ntk" if name == "K" else name) + "_var"] = (("t", "i", "j"), var)
+                else:
+                    coords["t_kernel"] = self.t[done]
+                    data[name + "_var"] = (("t_kernel", "i", "j"), var[done])
         for kind in ("Phi", "G", "A", "B"):
             for l, M in enumerate(getattr(self, kind), start=1):
                 data[f"{kind}{l}_2t"] = (two_time, M)
