@@ -10,7 +10,8 @@
    reach. The matrix-free propagator (``deep.linear_matrix_free``: adjoint passes through
    the causal frontier, products with the Hessian) on the same small problems (the ratio,
    same numbers to 1e-15) and at L = 3, P = 4, T = 50 (N Cov f at all 204 x 204 step-point
-   pairs, N Var of the 7 equal-time kernels at 11 steps: 974 observables).
+   pairs, N Var of the NTK at every step and of the 6 layer kernels at 11 steps: 1374
+   observables).
 4. The dense propagator of deep nonlinear nets (``deep.propagator``: the action's Hessian from
    site averages, third-order source jets per site), tanh L = 2, P = 1, 4096 sites per layer,
    on growing n = steps + 1: the site jets cost ~(2n)^5 per site, the dense solve
