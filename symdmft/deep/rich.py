@@ -62,7 +62,7 @@ def replay_residual(est, replayed) -> float:
 def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
                progress: bool | None = None) -> RichResult:
     """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process
-    (deep linear nets: the closed form, with the dense or the matrix-free propagator).
+    (deep linear nets: the closed form, with the matrix-free propagator).
 
     ``samples`` sites (rounded up to a power of two for QMC); ``sampler`` 'auto'/'qmc'
     (scrambled Sobol, seeded) or 'mc'. Accuracy: the site averages carry the QMC error, and
@@ -97,9 +97,9 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
 def _solve_deep_linear(net, data, grid) -> RichResult:
     """Deep linear nets: the closed-form saddle (deep.linear_rich), exact, with N Cov f and the
     kernels' N Var, response fluctuations included, by the matrix-free propagator
-    (deep.linear_matrix_free; kernel variances at its default steps). It equals the dense
-    propagator (deep.linear_propagator, the reference) to rounding and is 30-70x faster
-    already where that one fits (benchmarks/bench_deep_linear_propagator.py)."""
+    (deep.linear_matrix_free; the layers' kernel variances at its default steps). It equals
+    the dense propagator (deep.linear_propagator, the reference) to rounding and is 30-70x
+    faster already where that one fits (benchmarks/bench_deep_rich.py linear-propagator)."""
     from .linear_matrix_free import solve_linear_matrix_free
     res = solve_linear_matrix_free(net, data, grid)
     res.params["fluctuations"] = (f"matrix-free propagator; kernel variances at steps "
