@@ -5,13 +5,13 @@ the dense ``linear_propagator`` without forming the Hessian: for each chosen obs
 (f at a step and point; one entry of an equal-time kernel Phi^l, G^l or the NTK), one
 adjoint pass u = (I - D')^{-T} c back through the causal frontier
 (``deep.linear_substitution``), then N Cov(c_a, c_b) = U_a . H U_b with one product with H
-(``deep.linear_operator``). Observables are processed in chunks; nothing of size
-n^2 x n^2 exists.
+(``deep.linear_operator``; by symmetry without the transpose of D). Observables are
+processed in chunks; nothing of size n^2 x n^2 exists.
 
 Cost per observable: the adjoint pass ~ L P_all (steps+1)^3 P_all^2 flops and one product
-with H ~ 100 L n^3 (n = (steps+1) P_all); memory ~ 8 n^2 (2L + L - 1) bytes per observable
-held (all of f's, for their full covariance). L = 3, P = 4, 50 steps (1374 observables):
-296 s, peak 2.65 GiB (``python benchmarks/bench_deep_rich.py linear-propagator``).
+with H ~ 70 L n^3 (n = (steps+1) P_all); memory ~ 8 (8L - 2) n^2 bytes per observable held
+(all of f's, for their full covariance). L = 3, P = 4, 50 steps (1374 observables):
+267 s, peak 3.3 GiB (``python benchmarks/bench_deep_rich.py linear-propagator``).
 """
 from __future__ import annotations
 
@@ -96,24 +96,24 @@ def _fill(res, net, data, grid, steps, chunk) -> RichResult:
     op = ActionOperator(res, net.gamma0, grid.eta, data.P, center=net.center)
     sub = Substitution(op)
     T1, Pa, P, n = res.t.size, data.P_all, data.P, op.n
-    U, HU = [], []                                            # f at every (t, mu): full covariance
+    parts = []                                                # f at every (t, mu): full covariance
     for start in range(0, n, chunk):
         idx = np.arange(start, min(start + chunk, n))
         c = op.zeros_v(idx.size)
         c["f"][np.arange(idx.size), idx] = 1.0
-        a, b = adjoint_pairs(op, sub, c)
-        U.append(a)
-        HU.append(b)
-    U, HU = np.concatenate(U), np.concatenate(HU)
-    f_cov = U @ HU.T
+        parts.append(adjoint_pairs(op, sub, c))
+    U, V, R = (np.concatenate(x) for x in zip(*parts))
+    del parts
+    f_cov = U @ V.T + R @ U[:, :R.shape[1]].T
     res.f_cov = (0.5 * (f_cov + f_cov.T)).reshape(T1, Pa, T1, Pa)
-    del U, HU
+    del U, V, R
     specs = _kernel_specs(res.L, steps, T1, P)
     var = {name: np.full((T1, P, P), np.nan) for name, *_ in specs}
     for start in range(0, len(specs), chunk):
         part = specs[start:start + chunk]
-        a, b = adjoint_pairs(op, sub, _kernel_rows(op, res, part))
-        for (name, t, i, k), v in zip(part, np.einsum("km,km->k", a, b)):
+        U, V, R = adjoint_pairs(op, sub, _kernel_rows(op, res, part))
+        diag = np.einsum("km,km->k", U, V) + np.einsum("km,km->k", R, U[:, :R.shape[1]])
+        for (name, t, i, k), v in zip(part, diag):
             var[name][t, i, k] = var[name][t, k, i] = v
     res.kernels_var = var
     res.params = {**res.params, "propagator": "matrix-free deep linear: adjoint passes through the "

@@ -165,24 +165,29 @@ class ActionOperator:
         out["f"] += -eta * train * (np.einsum("kts,ts->ks", XC, X * lower)
                                     + np.einsum("kts,ts->ks", XE, Y * lower))
 
-    def apply(self, zv, zw):
-        """H (zv, zw) -> (v part, w part)."""
+    def quadratic_parts(self, zv, zw):
+        """(d2S/dv dv zv, d2S/dw dv zv, kappa zw): every block of H applied to (zv, zw) except
+        d2S/dv dw zw, which is the transpose of the second (H is symmetric), so that
+        U.H U' = zv.hvv' + zw.hwv' + zw'.hwv + zw.kz' needs no transpose of D."""
         g2 = self.g0**2
         Dz, resp = self.jvp(zv)
-        # v part: d2S/dv dv zv + (I - D)^T restricted to the kernel/f rows of zw
-        hv = self.zeros_v(zv["f"].shape[0])
+        hvv = self.zeros_v(zv["f"].shape[0])
         for l, (tA, tB) in enumerate(resp, start=1):     # d2(-ln det(I - g^2 C E)), linear_action
-            self._pullback(l, g2 * np.swapaxes(tB, 1, 2), g2 * np.swapaxes(tA, 1, 2), hv)
+            self._pullback(l, g2 * np.swapaxes(tB, 1, 2), g2 * np.swapaxes(tA, 1, 2), hvv)
         for l in range(1, self.L):                       # -gamma0^2 tr(A^l B^l)
-            hv[f"A{l}"] += -g2 * np.swapaxes(zv[f"B{l}"], 1, 2)
-            hv[f"B{l}"] += -g2 * np.swapaxes(zv[f"A{l}"], 1, 2)
+            hvv[f"A{l}"] += -g2 * np.swapaxes(zv[f"B{l}"], 1, 2)
+            hvv[f"B{l}"] += -g2 * np.swapaxes(zv[f"A{l}"], 1, 2)
+        hwv = {name: zv[name] - Dz[name] for name in zw}  # (I - D) on the kernel and f rows
+        return hvv, hwv, self.kappa(zw)
+
+    def apply(self, zv, zw):
+        """H (zv, zw) -> (v part, w part)."""
+        hv, hwv, kz = self.quadratic_parts(zv, zw)
         ew = {name: zw.get(name, np.zeros_like(a)) for name, a in hv.items()}
-        back = self.vjp(ew)
+        back = self.vjp(ew)                              # (I - D)^T on zw
         for name in hv:
             hv[name] += ew[name] - back[name]
-        kz = self.kappa(zw)
-        hw = {name: zv[name] - Dz[name] + kz[name] for name in kz}
-        return hv, hw
+        return hv, {name: hwv[name] + kz[name] for name in kz}
 
 
 def _hat(op: ActionOperator, u):
@@ -217,8 +222,12 @@ def _flat(op: ActionOperator, zv, zw):
 
 
 def adjoint_pairs(op: ActionOperator, sub, c):
-    """For a batch of observables c (rows over q'): U = the conjugate placement of
-    u = (I - D')^{-T} c and H U, both flattened by ``_flat``; N Cov(c_a, c_b) = U_a . (H U)_b."""
+    """For a batch of observables c (rows over q'): (U, V, R) with U the conjugate placement of
+    u = (I - D')^{-T} c flattened by ``_flat``, V = (hvv, hwv + kz) flattened alike and R = hwv
+    (``ActionOperator.quadratic_parts``), so that N Cov(c_a, c_b) = U_a . V_b + R_a . U_b[:m]
+    (m = len(R[0]): the w part comes first in ``_flat``)."""
     zv, zw = _hat(op, sub.backward(c))
-    hv, hw = op.apply(zv, zw)
-    return _flat(op, zv, zw), _flat(op, hv, hw)
+    hvv, hwv, kz = op.quadratic_parts(zv, zw)
+    k = zw["f"].shape[0]
+    R = np.concatenate([hwv[name].reshape(k, -1) for name in zw], axis=1)
+    return _flat(op, zv, zw), _flat(op, hvv, {name: hwv[name] + kz[name] for name in kz}), R
