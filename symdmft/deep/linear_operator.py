@@ -31,6 +31,13 @@ from .linear_sweep import layer_inputs
 from .linear_tangents import _Layout, saddle_geometry
 
 
+def tangent_inputs(v, l: int, L: int, zero):
+    """(dX, dY, dAb, dBb) of layer l (Phi^{l-1}, G^{l+1}, A^{l-1}, B^l) from a vector v over
+    ``_Layout`` names; ``zero`` where the layer has no such input (l = 1, l = L)."""
+    return (v[f"Phi{l - 1}"] if l > 1 else zero, v[f"G{l + 1}"] if l < L else zero,
+            v[f"A{l - 1}"] if l > 1 else zero, v[f"B{l}"] if l < L else zero)
+
+
 def _sym(Z):
     return 0.5 * (Z + np.swapaxes(Z, -1, -2))
 
@@ -86,22 +93,13 @@ class ActionOperator:
         return x.reshape(f.shape)
 
     # -- the saddle map's derivative D and its transpose -----------------------------------
-    def _inputs(self, v, l, k):
-        zero = np.zeros((k, self.n, self.n))
-        L = self.L
-        X = v[f"Phi{l - 1}"] if l > 1 else zero
-        Y = v[f"G{l + 1}"] if l < L else zero
-        Ab = v[f"A{l - 1}"] if l > 1 else zero
-        Bb = v[f"B{l}"] if l < L else zero
-        return X, Y, Ab, Bb
-
     def jvp(self, dv):
         """(D dv, per-layer tangents of (M C, N E)) for a batch dv."""
         k, L, eta = dv["f"].shape[0], self.L, self.eta
         dW = self.geo["lower"][None] * (-eta * (self.geo["train"] * dv["f"])[:, None, :])
-        out, resp = self.zeros_v(k), []
+        out, resp, zero = self.zeros_v(k), [], np.zeros((k, self.n, self.n))
         for l, layer in enumerate(self.layers, start=1):
-            tPhi, tG, tA, tB, tf = layer.jvp(*self._inputs(dv, l, k), dW)
+            tPhi, tG, tA, tB, tf = layer.jvp(*tangent_inputs(dv, l, L, zero), dW)
             out[f"Phi{l}"], out[f"G{l}"] = tPhi, tG
             if l < L:
                 out[f"A{l}"] = tA

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .linear_operator import tangent_inputs
+
 
 def _T(Z):
     return np.swapaxes(Z, -1, -2)
@@ -39,12 +41,6 @@ class Substitution:
     def _zeros(self, K):
         return np.zeros((K, self.n, self.n))
 
-    def _inputs(self, x, l, zero):
-        """(dX, dY, dAb, dBb) of layer l from the q' tangents x."""
-        L = self.L
-        return (x[f"Phi{l - 1}"] if l > 1 else zero, x[f"G{l + 1}"] if l < L else zero,
-                x[f"A{l - 1}"] if l > 1 else zero, x[f"B{l}"] if l < L else zero)
-
     # -- (I - D') x = b --------------------------------------------------------------------
     def forward(self, b):
         K, L, p, g2 = b["f"].shape[0], self.L, self.p, self.g2
@@ -57,7 +53,7 @@ class Substitution:
             r, lo, q = slice(k * p, (k + 1) * p), k * p, (k + 1) * p
             for l in range(1, L + 1):                                   # forward chain
                 ly, i = self.layers[l - 1], l - 1
-                dX, dY, dAb, _ = self._inputs(x, l, zero)
+                dX, dY, dAb, _ = tangent_inputs(x, l, L, zero)
                 C, E, M, S, X, Y, W = ly.C, ly.E, ly.M, ly.S, ly.X, ly.Y, ly.W
                 dC, dE, dM, dS = t["C"][i], t["E"][i], t["M"][i], t["S"][i]
                 dC[:, r, :lo] = dAb[:, r, :lo] + dX[:, r, :lo] * W[r, :lo] + X[r, :lo] * dW[:, r, :lo]
@@ -76,7 +72,7 @@ class Substitution:
                                              + b[f"A{l}"][:, r, :lo])
             for l in range(L, 0, -1):                                   # backward chain
                 ly, i = self.layers[l - 1], l - 1
-                dX, dY, _, dBb = self._inputs(x, l, zero)
+                dX, dY, _, dBb = tangent_inputs(x, l, L, zero)
                 C, E, N, R, X, Y, W = ly.C, ly.E, ly.N, ly.R, ly.X, ly.Y, ly.W
                 dC, dE, dN, dR = t["C"][i], t["E"][i], t["N"][i], t["R"][i]
                 dE[:, r, :lo] = dBb[:, r, :lo] + dY[:, r, :lo] * W[r, :lo] + Y[r, :lo] * dW[:, r, :lo]
@@ -114,7 +110,7 @@ class Substitution:
     def _output_row(self, x, t, zero, r, lo, q):
         """d diag(M Q N^T) at row k, top layer, Q = Phi^{L-1} E^T + C G^{L+1} (THEORY.md §2)."""
         L, ly, i = self.L, self.layers[-1], self.L - 1
-        dX, dY = self._inputs(x, L, zero)[:2]
+        dX, dY = tangent_inputs(x, L, L, zero)[:2]
         M, N, Q, X, Y, E = ly.M, ly.N, ly.Q, ly.X, ly.Y, ly.E
         dM, dN, dC, dE = t["M"][i], t["N"][i], t["C"][i], t["E"][i]
         Mr, Nr = M[r, :q], N[r, :q]
@@ -144,7 +140,7 @@ class Substitution:
                 ly, i = self.layers[l - 1], l - 1
                 C, E, N, R, X, Y, W = ly.C, ly.E, ly.N, ly.R, ly.X, ly.Y, ly.W
                 bC, bE, bN, bR = bar["C"][i], bar["E"][i], bar["N"][i], bar["R"][i]
-                bX, bY, _, bBb = self._inputs(u, l, sink)
+                bX, bY, _, bBb = tangent_inputs(u, l, L, sink)
                 if l > 1:
                     ub = u[f"B{l - 1}"][:, r, :q]
                     bN[:, r, :q] += ub @ E[:q, :q].T
@@ -172,7 +168,7 @@ class Substitution:
                 ly, i = self.layers[l - 1], l - 1
                 C, E, M, S, X, Y, W = ly.C, ly.E, ly.M, ly.S, ly.X, ly.Y, ly.W
                 bC, bE, bM, bS = bar["C"][i], bar["E"][i], bar["M"][i], bar["S"][i]
-                bX, bY, bAb, _ = self._inputs(u, l, sink)
+                bX, bY, bAb, _ = tangent_inputs(u, l, L, sink)
                 if l < L:
                     ua = u[f"A{l}"][:, r, :lo]
                     bM[:, r, :q] += ua @ C[:q, :lo].T
