@@ -20,6 +20,26 @@ D0 = sd.default_data()
 TWO_AND_TEST = sd.Data(D0.X[:2], D0.y[:2], X_test=D0.X_test)
 
 
+def test_generated_layer_values_are_the_layer_map():
+    """The generated values (C .. Q) equal the module's formulas written out with NumPy here
+    (rounding: 1e-12), and fields() gives M S M^T, N R N^T, g0 M Q N^T."""
+    rng = np.random.default_rng(1)
+    n, g0 = 6, 0.9
+    X, Y = (a @ a.T / n + np.eye(n) for a in rng.normal(size=(2, n, n)))
+    low = np.tril(np.ones((n, n)), -1)
+    Ab, Bb, W = (0.3 * rng.normal(size=(n, n)) * low for _ in range(3))
+    layer = LinearLayer(g0, X, Y, Ab, Bb, W)
+    C, E = Ab + X * W, Bb + Y * W
+    M, N = np.linalg.inv(np.eye(n) - g0**2 * C @ E), np.linalg.inv(np.eye(n) - g0**2 * E @ C)
+    S, R, Q = X + g0**2 * C @ Y @ C.T, Y + g0**2 * E @ X @ E.T, X @ E.T + C @ Y
+    for got, want in zip((layer.C, layer.E, layer.M, layer.N, layer.S, layer.R, layer.Q), (C, E, M, N, S, R, Q)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    for got, want in zip(layer.fields(), (M @ S @ M.T, N @ R @ N.T, g0 * M @ Q @ N.T)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    no_responses = LinearLayer(g0, X, Y, 0.0, 0.0, W)                     # Ab, Bb absent
+    np.testing.assert_allclose(no_responses.C, X * W, rtol=0, atol=0)
+
+
 def test_layer_adjoint_is_the_transpose_of_the_tangent():
     """<c, J d> = <J^T c, d> for random directions on a random causal layer (rounding: 1e-13)."""
     rng = np.random.default_rng(0)

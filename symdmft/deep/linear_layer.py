@@ -7,9 +7,9 @@ A^{l-1}, Bb = B^l and W = eta Theta Delta, and returns
     Phi^l = M S M^T, S = X + g^2 C Y C^T;     G^l = N R N^T, R = Y + g^2 E X E^T
     A^l = M C,  B^{l-1} = N E,  f = diag M Q N^T, Q = X E^T + C Y   (g = gamma0)
 
-``jvp`` is the forward-mode derivative (d(M) = g^2 M (dC E + C dE) M) and ``vjp`` its exact
-transpose (for d = P dZ Q the adjoint is P^T d Q^T), both derived by SymPy from the layer's
-matrix program (``deep.linear_program``, ``expand.matrix_calculus``) into
+The values (C .. Q above), ``jvp``, the forward-mode derivative (d(M) = g^2 M (dC E + C dE) M),
+and ``vjp``, its exact transpose (for d = P dZ Q the adjoint is P^T d Q^T), are all derived by
+SymPy from the layer's matrix program (``deep.linear_program``, ``expand.matrix_calculus``) into
 generated/deep_linear_layer.py, batched over a leading axis of directions. The matrix-free
 propagator needs the adjoint (``deep.linear_matrix_free``); the dense Jacobian D the tangent.
 """
@@ -22,15 +22,9 @@ class LinearLayer:
     """The matrices of one layer at a point (X, Y, Ab, Bb, W); Ab, Bb may be 0.0 (absent)."""
 
     def __init__(self, g0, X, Y, Ab, Bb, W):
-        n = X.shape[0]
         self.g0, self.g2 = g0, g0**2
         self.X, self.Y, self.W = X, Y, W
-        self.C, self.E = Ab + X * W, Bb + Y * W
-        C, E, g2 = self.C, self.E, self.g2
-        self.M = np.linalg.inv(np.eye(n) - g2 * C @ E)
-        self.N = np.linalg.inv(np.eye(n) - g2 * E @ C)
-        self.S, self.R = X + g2 * C @ Y @ C.T, Y + g2 * E @ X @ E.T
-        self.Q = X @ E.T + C @ Y
+        self.C, self.E, self.M, self.N, self.S, self.R, self.Q = _generated().values(g0, X, Y, Ab, Bb, W)
 
     def fields(self):
         """<h h^T>, <g g^T>, <h g^T> of the layer's (Gaussian) site."""

@@ -132,6 +132,10 @@ def render(expr, batched: set) -> str:
     """NumPy source of an expression; symbols in ``batched`` carry a leading axis of directions."""
     if isinstance(expr, MatrixSymbol):
         return expr.name
+    if isinstance(expr, Identity):
+        return f"np.eye({sp.pycode(expr.shape[0])})"
+    if isinstance(expr, Inverse):
+        return f"np.linalg.inv({render(expr.arg, batched)})"
     if isinstance(expr, MatAdd):
         return " + ".join(render(a, batched) for a in expr.args)
     if isinstance(expr, Transpose):
