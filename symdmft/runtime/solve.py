@@ -58,7 +58,8 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     ``sampler`` (see ``symdmft.runtime.samplers``); ``backend`` 'numba' (fast) or 'numpy'
     (reference). ``progress``: a bar over the propagator's parts (None: only on a
     terminal). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
-    ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction).
+    ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction; two-layer
+    nets only: deep nets raise NotImplementedError).
     All inputs are checked before anything is compiled.
 
     Kinked activations (relu, |h|, ...; ``arch.activations.has_kink``) raise
@@ -76,6 +77,11 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
                     "against trained networks)", ", sd.simulate, or allow_kinks=True to accept "
                     "the pathwise approximation (exact at t = 0)")
     if net.hidden_layers >= 2:
+        if bias:
+            raise NotImplementedError(
+                f"bias=True: the O(1/N) mean correction is implemented for two-layer nets "
+                f"(hidden_layers=1), not for deep ones (hidden_layers={net.hidden_layers}); "
+                f"estimate it from sd.simulate at two widths (THEORY.md §5)")
         # Deep nets in the rich regime: a site process with response functions (THEORY.md §2).
         from ..deep.rich import solve_rich
         return solve_rich(net, data, grid, samples=samples, seed=seed, sampler=sampler,
