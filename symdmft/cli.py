@@ -198,9 +198,12 @@ def _fmt_points(values) -> str:
 def _solve(args) -> int:
     import symdmft as sd
     net, data, grid, extra = _problem(args)
+    checkpoint = partial_path(args.out)
     res = sd.solve(net, data, grid, samples=args.samples, seed=args.seed, sampler=args.sampler,
-                   backend=args.backend)
+                   backend=args.backend, checkpoint=checkpoint)
     p = res.params
+    if "resumed_from" in p:
+        print(f"resumed from {p['resumed_from']} (the parts an interrupted run had finished)")
     how = f"samples={p['samples']} ({p['sampler']})" if "samples" in p else p.get("solver", "closed form")
     print(f"theory: {p['activation']}, gamma0={net.gamma0:g}, eta={grid.eta:g}, steps={grid.steps} "
           f"(t = {res.t[-1]:g}), P={data.P} train + {data.P_all - data.P} test, {how}")
@@ -211,7 +214,14 @@ def _solve(args) -> int:
         print(f"N Var f(t={res.t[-1]:g}) per point: {_fmt_points(res.f_var[-1])}")
         print(f"N Var K trace at t={res.t[-1]:g}: {np.trace(res.ntk_var[-1]):.6g}")
     _save(res.to_xarray(), args, extra)
+    checkpoint.unlink(missing_ok=True)                  # the result is safe: progress no longer needed
     return 0
+
+
+def partial_path(out) -> Path:
+    """Where ``symdmft solve --out FILE`` keeps a long run's progress: FILE.partial.npz, next to
+    FILE; a rerun of the same command resumes from it, and it is deleted once FILE is written."""
+    return Path(f"{out}.partial.npz")
 
 
 def _simulate(args) -> int:

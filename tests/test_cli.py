@@ -309,3 +309,4 @@ def test_deep_linear_net_through_the_command_line(tmp_path, capsys):
     assert np.all(np.isfinite(ds["f_var"].values))
     assert np.all(np.isfinite(ds["ntk_var"].values)) and ds["ntk_var"].shape == (13, 3, 3)
     assert ds["Phi2_var"].shape == (11, 3, 3) and ds["t_kernel"].values[-1] == ds["t"].values[-1]
+    assert not (tmp_path / "lin.nc.partial.npz").exists()        # progress file gone once saved

@@ -165,6 +165,44 @@ def test_kernel_steps_and_bad_input():
         solve_linear_matrix_free(sd.mlp(2, "tanh", 1.0), TWO_AND_TEST, grid)
 
 
+def test_interrupted_run_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    """A run killed after two of its kernel chunks (f's covariance and 2 x 4 kernel entries
+    saved) resumes from the file: it computes only the rest (counted adjoint passes) and gives
+    the numbers of an uninterrupted run exactly (the same arithmetic). Another problem with
+    the same file, or a file that is not a checkpoint, is refused by name before any work."""
+    import symdmft.deep.linear_matrix_free as mf
+    net, grid, path = sd.mlp(2, "linear", 1.0), sd.TimeGrid(0.1, 3), tmp_path / "run.npz"
+    whole = solve_linear_matrix_free(net, TWO_AND_TEST, grid, chunk=4)
+    real, calls = mf.adjoint_pairs, []
+
+    def dies_after(limit):
+        def counted(*args):
+            calls.append(1)
+            if len(calls) > limit:
+                raise KeyboardInterrupt
+            return real(*args)
+        return counted
+    n_f = (grid.steps + 1) * TWO_AND_TEST.P_all // 4                 # f's chunks: 12 / 4 = 3
+    monkeypatch.setattr(mf, "adjoint_pairs", dies_after(n_f + 2))
+    with pytest.raises(KeyboardInterrupt):
+        solve_linear_matrix_free(net, TWO_AND_TEST, grid, chunk=4, checkpoint=path)
+    calls.clear()
+    monkeypatch.setattr(mf, "adjoint_pairs", dies_after(10**6))
+    resumed = solve_linear_matrix_free(net, TWO_AND_TEST, grid, chunk=4, checkpoint=path)
+    n_kernel = len(mf._kernel_specs(2, np.arange(4), 4, 2))           # 4 names x 4 steps x 3 + NTK 12
+    assert len(calls) == -(-(n_kernel - 8) // 4)
+    assert resumed.params["resumed_from"] == str(path) and "resumed_from" not in whole.params
+    np.testing.assert_array_equal(resumed.f_cov, whole.f_cov)
+    for name, v in whole.kernels_var.items():
+        np.testing.assert_array_equal(resumed.kernels_var[name], v)
+    with pytest.raises(ValueError, match="checkpoint .* another problem"):
+        solve_linear_matrix_free(sd.mlp(2, "linear", 1.1), TWO_AND_TEST, grid, checkpoint=path)
+    junk = tmp_path / "junk.npz"
+    junk.write_text("not numpy")
+    with pytest.raises(ValueError, match="not a symdmft checkpoint"):
+        solve_linear_matrix_free(net, TWO_AND_TEST, grid, checkpoint=junk)
+
+
 @pytest.mark.slow
 def test_large_problem_against_trained_networks():
     """L = 3, gamma0 = 1, two training points and a test point, 20 steps of eta = 0.05 (n = 63:

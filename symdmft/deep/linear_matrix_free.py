@@ -18,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from ..runtime.checkpoint import Checkpoint, problem_key
 from .linear_operator import ActionOperator, adjoint_pairs
 from .linear_rich import check_linear_inputs, solve_linear_rich
 from .linear_substitution import Substitution
@@ -72,49 +73,69 @@ def _kernel_rows(op: ActionOperator, res: RichResult, specs):
     return c
 
 
-def solve_linear_matrix_free(net, data, grid, kernel_steps=None, chunk: int = 32) -> RichResult:
+def solve_linear_matrix_free(net, data, grid, kernel_steps=None, chunk: int = 32,
+                             checkpoint=None) -> RichResult:
     """The closed-form saddle with N Cov f at every step and point, N Var of the NTK at every
     step and of the layers' equal-time kernels (Phi^l, G^l) at ``kernel_steps`` (None: every
     step up to KERNEL_STEPS, else KERNEL_STEPS evenly spaced; 'all'; or a list; NaN at the
     other steps), on training points; leading order in 1/N (THEORY.md §3). ``chunk``
     observables share one adjoint pass (memory ~ chunk * 100 n^2 bytes at the product with
-    H). Bad arguments raise ValueError / TypeError naming the parameter before any work.
+    H). ``checkpoint``: a file where the finished parts (N Cov f, then the kernel variances
+    chunk by chunk) are saved atomically as they are done; a rerun of the same problem with
+    the same file continues from them (another problem's file: ValueError). The file is left
+    in place. Bad arguments raise ValueError / TypeError naming the parameter before any work.
     """
     check_linear_inputs(net, data, grid)
     steps = check_kernel_steps(kernel_steps, grid.steps)
     if not isinstance(chunk, (int, np.integer)) or chunk < 1:
         raise ValueError(f"chunk must be a positive integer, got {chunk!r}")
+    key = problem_key("deep linear matrix-free, layout 1", net.describe(), data.X_all, data.P,
+                      data.y, grid.eta, grid.steps, steps)
+    saved = Checkpoint(checkpoint, key)                       # read (and checked) before any work
     res = solve_linear_rich(net, data, grid)
     # one BLAS thread: the row passes are many small products, where OpenBLAS threads only
     # contend (L = 3, P = 4, 30 steps: 25.6 s against 28.5 s with two, idle machine)
+    resumed = bool(saved.parts)
     with threadpool_limits(1):
-        return _fill(res, net, data, grid, steps, chunk)
+        res = _fill(res, net, data, grid, steps, chunk, saved)
+    if resumed:
+        res.params["resumed_from"] = str(checkpoint)
+    return res
 
 
-def _fill(res, net, data, grid, steps, chunk) -> RichResult:
-    """N Cov f (all of f's adjoints held: their full covariance) and the kernel variances."""
+def _fill(res, net, data, grid, steps, chunk, saved: Checkpoint) -> RichResult:
+    """N Cov f (all of f's adjoints held: their full covariance) and the kernel variances;
+    parts found in ``saved`` are not recomputed, new ones are saved there."""
     op = ActionOperator(res, net.gamma0, grid.eta, data.P, center=net.center)
     sub = Substitution(op)
     T1, Pa, P, n = res.t.size, data.P_all, data.P, op.n
-    parts = []                                                # f at every (t, mu): full covariance
-    for start in range(0, n, chunk):
-        idx = np.arange(start, min(start + chunk, n))
-        c = op.zeros_v(idx.size)
-        c["f"][np.arange(idx.size), idx] = 1.0
-        parts.append(adjoint_pairs(op, sub, c))
-    U, V, R = (np.concatenate(x) for x in zip(*parts))
-    del parts
-    f_cov = U @ V.T + R @ U[:, :R.shape[1]].T
-    res.f_cov = (0.5 * (f_cov + f_cov.T)).reshape(T1, Pa, T1, Pa)
-    del U, V, R
+    if saved.get("f_cov") is None:
+        parts = []                                            # f at every (t, mu): full covariance
+        for start in range(0, n, chunk):
+            idx = np.arange(start, min(start + chunk, n))
+            c = op.zeros_v(idx.size)
+            c["f"][np.arange(idx.size), idx] = 1.0
+            parts.append(adjoint_pairs(op, sub, c))
+        U, V, R = (np.concatenate(x) for x in zip(*parts))
+        del parts
+        f_cov = U @ V.T + R @ U[:, :R.shape[1]].T
+        del U, V, R
+        saved.save(f_cov=(0.5 * (f_cov + f_cov.T)).reshape(T1, Pa, T1, Pa))
+    res.f_cov = saved.get("f_cov")
     specs = _kernel_specs(res.L, steps, T1, P)
+    values, done = saved.get("kernel_values"), saved.get("kernel_done")
+    if values is None:
+        values, done = np.full(len(specs), np.nan), np.zeros(len(specs), dtype=bool)
+    todo = np.flatnonzero(~done)
+    for start in range(0, todo.size, chunk):
+        idx = todo[start:start + chunk]
+        U, V, R = adjoint_pairs(op, sub, _kernel_rows(op, res, [specs[j] for j in idx]))
+        values[idx] = np.einsum("km,km->k", U, V) + np.einsum("km,km->k", R, U[:, :R.shape[1]])
+        done[idx] = True
+        saved.save(kernel_values=values, kernel_done=done)
     var = {name: np.full((T1, P, P), np.nan) for name, *_ in specs}
-    for start in range(0, len(specs), chunk):
-        part = specs[start:start + chunk]
-        U, V, R = adjoint_pairs(op, sub, _kernel_rows(op, res, part))
-        diag = np.einsum("km,km->k", U, V) + np.einsum("km,km->k", R, U[:, :R.shape[1]])
-        for (name, t, i, k), v in zip(part, diag):
-            var[name][t, i, k] = var[name][t, k, i] = v
+    for (name, t, i, k), v in zip(specs, values):
+        var[name][t, i, k] = var[name][t, k, i] = v
     res.kernels_var = var
     res.params = {**res.params, "propagator": "matrix-free deep linear: adjoint passes through the "
                   "causal frontier, products with the action's Hessian",

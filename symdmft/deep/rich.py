@@ -60,7 +60,7 @@ def replay_residual(est, replayed) -> float:
 
 
 def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
-               progress: bool | None = None) -> RichResult:
+               progress: bool | None = None, checkpoint=None) -> RichResult:
     """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process
     (deep linear nets: the closed form, with the matrix-free propagator).
 
@@ -74,10 +74,12 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     for n sites (six stored fields per layer; per inner source its normals and its QR
     directions); time grows as
     ``n L (steps+1)^3 P_all^3`` (the response sweeps): 65536 sites, 40 steps, L = 2 take ~25 s.
+    ``checkpoint``: deep linear nets save the matrix-free propagator's finished parts there
+    and resume from them (``solve_linear_matrix_free``); sampled nets do not use it.
     """
     _check_inputs(net, data, grid, samples, seed, sampler, "full")
     if net.activation_name == "linear":
-        return _solve_deep_linear(net, data, grid)
+        return _solve_deep_linear(net, data, grid, checkpoint)
     res = solve_rich_sampled(net, data, grid, samples=samples, seed=seed, sampler=sampler,
                              progress=progress)
     n = (grid.steps + 1) * data.P_all
@@ -94,14 +96,14 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     return res
 
 
-def _solve_deep_linear(net, data, grid) -> RichResult:
+def _solve_deep_linear(net, data, grid, checkpoint=None) -> RichResult:
     """Deep linear nets: the closed-form saddle (deep.linear_rich), exact, with N Cov f and the
     kernels' N Var, response fluctuations included, by the matrix-free propagator
     (deep.linear_matrix_free; the layers' kernel variances at its default steps). It equals
     the dense propagator (deep.linear_propagator, the reference) to rounding and is 30-70x
     faster already where that one fits (benchmarks/bench_deep_rich.py linear-propagator)."""
     from .linear_matrix_free import solve_linear_matrix_free
-    res = solve_linear_matrix_free(net, data, grid)
+    res = solve_linear_matrix_free(net, data, grid, checkpoint=checkpoint)
     res.params["fluctuations"] = (f"matrix-free propagator; kernel variances at steps "
                                   f"{res.params['kernel_steps']}")
     return res

@@ -51,7 +51,7 @@ def propagate(module, args, threads: int, progress=None):
 
 def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
           backend: str = "numba", bias: bool = False, progress: bool | None = None,
-          allow_kinks: bool = False) -> Result:
+          allow_kinks: bool = False, checkpoint=None) -> Result:
     """Infinite-width dynamics and leading-order N Cov of predictions and kernels.
 
     ``samples`` quadrature points of the sources (u, w(0)) (THEORY.md §2), drawn by
@@ -60,7 +60,10 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     terminal). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
     ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction; two-layer
     nets only: deep nets raise NotImplementedError).
-    All inputs are checked before anything is compiled.
+    All inputs are checked before anything is compiled. ``checkpoint``: a file where a long
+    run saves its finished parts, to resume from them when rerun on the same problem (the
+    matrix-free propagator of deep linear nets, ``deep.solve_linear_matrix_free``); the other
+    solvers run in one pass and do not use it.
 
     Kinked activations (relu, |h|, ...; ``arch.activations.has_kink``) raise
     ``NotImplementedError``: phi'' has a Dirac mass whose contribution (sites crossing the
@@ -85,7 +88,7 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
         # Deep nets in the rich regime: a site process with response functions (THEORY.md §2).
         from ..deep.rich import solve_rich
         return solve_rich(net, data, grid, samples=samples, seed=seed, sampler=sampler,
-                          progress=progress)
+                          progress=progress, checkpoint=checkpoint)
     site = TwoLayerSite(net)
     module = load(lower(site), net.activation_name, backend)
 
