@@ -20,6 +20,8 @@ directions; kernel entries are all independent (both (t, s) and (s, t)).
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .linear_operator import tangent_inputs
@@ -27,6 +29,35 @@ from .linear_operator import tangent_inputs
 
 def _T(Z):
     return np.swapaxes(Z, -1, -2)
+
+
+class _Chain(NamedTuple):
+    """One layer's matrices in one of the two chains, which are the same program with the
+    roles of the memories swapped. The forward chain ("phi"): own memory O = C (strictly
+    causal), other P = E, Inv = M = (I - g^2 C E)^{-1}, Src = S = X + g^2 C Y C^T (Xs = X,
+    Ko = Y), kernel Phi^l = M S M^T, response A^l = M C. The backward chain ("g"): O = E
+    (causal: its equal-time part is B's), P = C, Inv = N, Src = R = Y + g^2 E X E^T (Xs = Y,
+    Ko = X), kernel G^l, response B^{l-1} = N E. The d-fields hold tangents in ``forward``
+    and cotangents in ``backward``; dIn is the tangent of the incoming response (A^{l-1} or
+    B^l) that enters O. At the saddle the equal-time part of E is zero (no phi'' in a linear
+    net), so the causal and strictly causal column ranges give the same products."""
+    O: np.ndarray
+    P: np.ndarray
+    Inv: np.ndarray
+    Src: np.ndarray
+    Xs: np.ndarray
+    Ko: np.ndarray
+    W: np.ndarray
+    dO: np.ndarray
+    dP: np.ndarray
+    dInv: np.ndarray
+    dSrc: np.ndarray
+    dXs: np.ndarray
+    dKo: np.ndarray
+    dIn: np.ndarray
+    kernel: str
+    response: str | None
+    causal: bool
 
 
 class Substitution:
@@ -41,9 +72,20 @@ class Substitution:
     def _zeros(self, K):
         return np.zeros((K, self.n, self.n))
 
+    def _chain(self, chain: str, l: int, v, zero, t) -> _Chain:
+        """Layer l's part of one chain at the saddle, with the tangents (or cotangents) ``t``
+        of its matrices and those of its inputs read from ``v``."""
+        ly, i, L = self.layers[l - 1], l - 1, self.L
+        dX, dY, dAb, dBb = tangent_inputs(v, l, L, zero)
+        if chain == "phi":
+            return _Chain(ly.C, ly.E, ly.M, ly.S, ly.X, ly.Y, ly.W, t["C"][i], t["E"][i], t["M"][i],
+                          t["S"][i], dX, dY, dAb, f"Phi{l}", f"A{l}" if l < L else None, False)
+        return _Chain(ly.E, ly.C, ly.N, ly.R, ly.Y, ly.X, ly.W, t["E"][i], t["C"][i], t["N"][i],
+                      t["R"][i], dY, dX, dBb, f"G{l}", f"B{l - 1}" if l > 1 else None, True)
+
     # -- (I - D') x = b --------------------------------------------------------------------
     def forward(self, b):
-        K, L, p, g2 = b["f"].shape[0], self.L, self.p, self.g2
+        K, L, p = b["f"].shape[0], self.L, self.p
         zero = self._zeros(K)
         x = {name: np.zeros_like(a) for name, a in b.items()}
         dW = self._zeros(K)
@@ -52,50 +94,37 @@ class Substitution:
         for k in range(self.T1):
             r, lo, q = slice(k * p, (k + 1) * p), k * p, (k + 1) * p
             for l in range(1, L + 1):                                   # forward chain
-                ly, i = self.layers[l - 1], l - 1
-                dX, dY, dAb, _ = tangent_inputs(x, l, L, zero)
-                C, E, M, S, X, Y, W = ly.C, ly.E, ly.M, ly.S, ly.X, ly.Y, ly.W
-                dC, dE, dM, dS = t["C"][i], t["E"][i], t["M"][i], t["S"][i]
-                dC[:, r, :lo] = dAb[:, r, :lo] + dX[:, r, :lo] * W[r, :lo] + X[r, :lo] * dW[:, r, :lo]
-                dM[:, r, :q] = g2 * (dC[:, r, :lo] @ (E[:lo, :lo] @ M[:lo, :q])
-                                     + C[r, :lo] @ dE[:, :lo, :lo] @ M[:lo, :q]
-                                     + (C[r, :lo] @ E[:lo, :lo]) @ dM[:, :lo, :q])
-                dS[:, r, :q] = dX[:, r, :q] + g2 * (dC[:, r, :lo] @ (Y[:lo, :lo] @ C[:q, :lo].T)
-                                                    + C[r, :lo] @ dY[:, :lo, :lo] @ C[:q, :lo].T
-                                                    + (C[r, :lo] @ Y[:lo, :lo]) @ _T(dC[:, :q, :lo]))
-                dS[:, :lo, r] = dX[:, :lo, r] + g2 * (dC[:, :lo, :lo] @ (Y[:lo, :lo] @ C[r, :lo].T)
-                                                      + C[:lo, :lo] @ (dY[:, :lo, :lo] @ C[r, :lo].T)
-                                                      + (C[:lo, :lo] @ Y[:lo, :lo]) @ _T(dC[:, r, :lo]))
-                self._kernel_rows(x[f"Phi{l}"], b[f"Phi{l}"], dM, dS, M, S, r, lo, q)
-                if l < L:
-                    x[f"A{l}"][:, r, :lo] = (dM[:, r, :q] @ C[:q, :lo] + M[r, :q] @ dC[:, :q, :lo]
-                                             + b[f"A{l}"][:, r, :lo])
+                self._row(self._chain("phi", l, x, zero, t), x, b, dW, r, lo, q)
             for l in range(L, 0, -1):                                   # backward chain
-                ly, i = self.layers[l - 1], l - 1
-                dX, dY, _, dBb = tangent_inputs(x, l, L, zero)
-                C, E, N, R, X, Y, W = ly.C, ly.E, ly.N, ly.R, ly.X, ly.Y, ly.W
-                dC, dE, dN, dR = t["C"][i], t["E"][i], t["N"][i], t["R"][i]
-                dE[:, r, :lo] = dBb[:, r, :lo] + dY[:, r, :lo] * W[r, :lo] + Y[r, :lo] * dW[:, r, :lo]
-                dE[:, r, r] = dBb[:, r, r]                              # equal-time B
-                dN[:, r, :q] = g2 * (dE[:, r, :q] @ (C[:q, :lo] @ N[:lo, :q])
-                                     + E[r, :lo] @ dC[:, :lo, :lo] @ N[:lo, :q]
-                                     + (E[r, :lo] @ C[:lo, :lo]) @ dN[:, :lo, :q])
-                dR[:, r, :q] = dY[:, r, :q] + g2 * (dE[:, r, :q] @ (X[:q, :lo] @ E[:q, :lo].T)
-                                                    + E[r, :lo] @ dX[:, :lo, :lo] @ E[:q, :lo].T
-                                                    + (E[r, :lo] @ X[:lo, :q]) @ _T(dE[:, :q, :q]))
-                dR[:, :lo, r] = dY[:, :lo, r] + g2 * (dE[:, :lo, :q] @ (X[:q, :lo] @ E[r, :lo].T)
-                                                      + E[:lo, :lo] @ (dX[:, :lo, :lo] @ E[r, :lo].T)
-                                                      + (E[:lo, :lo] @ X[:lo, :q]) @ _T(dE[:, r, :q]))
-                self._kernel_rows(x[f"G{l}"], b[f"G{l}"], dN, dR, N, R, r, lo, q)
-                if l > 1:
-                    x[f"B{l - 1}"][:, r, :q] = (dN[:, r, :q] @ E[:q, :q] + N[r, :q] @ dE[:, :q, :q]
-                                                + b[f"B{l - 1}"][:, r, :q])
+                self._row(self._chain("g", l, x, zero, t), x, b, dW, r, lo, q)
             dF = self._output_row(x, t, zero, r, lo, q)                 # f(k), correlator rule
             if k == 0:
                 dF0 = dF
             x["f"][:, r] = (dF - dF0 if self.center else dF) + b["f"][:, r]
             dW[:, :, r] = -self.eta * self.lower[:, r] * (self.train[r] * x["f"][:, r])[:, None, :]
         return x
+
+    def _row(self, c: _Chain, x, b, dW, r, lo, q):
+        """Row k of one layer's chain: its memory, inverse, source kernel (row and column),
+        kernel (row and column) and response; tangents of earlier rows are final."""
+        g2, e = self.g2, (q if c.causal else lo)                        # the memory's columns
+        O, P, Inv, Ko = c.O, c.P, c.Inv, c.Ko
+        c.dO[:, r, :lo] = c.dIn[:, r, :lo] + c.dXs[:, r, :lo] * c.W[r, :lo] + c.Xs[r, :lo] * dW[:, r, :lo]
+        if c.causal:
+            c.dO[:, r, r] = c.dIn[:, r, r]                              # equal-time B
+        c.dInv[:, r, :q] = g2 * (c.dO[:, r, :e] @ (P[:e, :lo] @ Inv[:lo, :q])
+                                 + O[r, :e] @ c.dP[:, :e, :lo] @ Inv[:lo, :q]
+                                 + (O[r, :e] @ P[:e, :lo]) @ c.dInv[:, :lo, :q])
+        c.dSrc[:, r, :q] = c.dXs[:, r, :q] + g2 * (c.dO[:, r, :e] @ (Ko[:e, :e] @ O[:q, :e].T)
+                                                   + O[r, :e] @ c.dKo[:, :e, :e] @ O[:q, :e].T
+                                                   + (O[r, :e] @ Ko[:e, :e]) @ _T(c.dO[:, :q, :e]))
+        c.dSrc[:, :lo, r] = c.dXs[:, :lo, r] + g2 * (c.dO[:, :lo, :e] @ (Ko[:e, :e] @ O[r, :e].T)
+                                                     + O[:lo, :e] @ (c.dKo[:, :e, :e] @ O[r, :e].T)
+                                                     + (O[:lo, :e] @ Ko[:e, :e]) @ _T(c.dO[:, r, :e]))
+        self._kernel_rows(x[c.kernel], b[c.kernel], c.dInv, c.dSrc, Inv, c.Src, r, lo, q)
+        if c.response is not None:
+            x[c.response][:, r, :e] = (c.dInv[:, r, :q] @ O[:q, :e] + Inv[r, :q] @ c.dO[:, :q, :e]
+                                       + b[c.response][:, r, :e])
 
     @staticmethod
     def _kernel_rows(out, b, dM, dS, M, S, r, lo, q):
@@ -122,7 +151,7 @@ class Substitution:
 
     # -- (I - D')^T u = c: the same program transposed, rows in reverse ---------------------
     def backward(self, c):
-        K, L, p, g2 = c["f"].shape[0], self.L, self.p, self.g2
+        K, L, p = c["f"].shape[0], self.L, self.p
         sink = self._zeros(K)                                   # cotangents of constants
         u = {name: a.copy() for name, a in c.items()}          # cotangents of the q' tangents
         bar = {key: [self._zeros(K) for _ in range(L)] for key in "CEMNSR"}
@@ -137,61 +166,41 @@ class Substitution:
                     bF += bF0
             self._output_row_T(u, bar, bF, r, lo, q)
             for l in range(1, L + 1):                                   # backward chain, reversed
-                ly, i = self.layers[l - 1], l - 1
-                C, E, N, R, X, Y, W = ly.C, ly.E, ly.N, ly.R, ly.X, ly.Y, ly.W
-                bC, bE, bN, bR = bar["C"][i], bar["E"][i], bar["N"][i], bar["R"][i]
-                bX, bY, _, bBb = tangent_inputs(u, l, L, sink)
-                if l > 1:
-                    ub = u[f"B{l - 1}"][:, r, :q]
-                    bN[:, r, :q] += ub @ E[:q, :q].T
-                    bE[:, :q, :q] += N[r, :q].T @ ub
-                self._kernel_rows_T(u[f"G{l}"], bN, bR, N, R, r, lo, q)
-                Rr, Rc = bR[:, r, :q], bR[:, :lo, r]
-                bY[:, r, :q] += Rr
-                bY[:, :lo, r] += Rc
-                bE[:, r, :q] += g2 * Rr @ (E[:q, :lo] @ X[:lo, :q])
-                bX[:, :lo, :lo] += g2 * E[r, :lo].T @ (Rr @ E[:q, :lo])
-                bE[:, :q, :q] += g2 * _T(Rr) @ (E[r, :lo] @ X[:lo, :q])
-                bE[:, :lo, :q] += g2 * Rc @ (E[r, :lo] @ X[:lo, :q])
-                bX[:, :lo, :lo] += g2 * E[:lo, :lo].T @ Rc @ E[r, :lo]
-                bE[:, r, :q] += g2 * _T(Rc) @ (E[:lo, :lo] @ X[:lo, :q])
-                Nr = bN[:, r, :q]
-                bE[:, r, :q] += g2 * Nr @ (C[:q, :lo] @ N[:lo, :q]).T
-                bC[:, :lo, :lo] += g2 * E[r, :lo].T @ (Nr @ N[:lo, :q].T)
-                bN[:, :lo, :q] += g2 * (E[r, :lo] @ C[:lo, :lo]).T @ Nr
-                Er = bE[:, r, :lo]
-                bBb[:, r, :lo] += Er
-                bBb[:, r, r] += bE[:, r, r]
-                bY[:, r, :lo] += Er * W[r, :lo]
-                bW[:, r, :lo] += Er * Y[r, :lo]
+                self._row_T(self._chain("g", l, u, sink, bar), u, bW, r, lo, q)
             for l in range(L, 0, -1):                                   # forward chain, reversed
-                ly, i = self.layers[l - 1], l - 1
-                C, E, M, S, X, Y, W = ly.C, ly.E, ly.M, ly.S, ly.X, ly.Y, ly.W
-                bC, bE, bM, bS = bar["C"][i], bar["E"][i], bar["M"][i], bar["S"][i]
-                bX, bY, bAb, _ = tangent_inputs(u, l, L, sink)
-                if l < L:
-                    ua = u[f"A{l}"][:, r, :lo]
-                    bM[:, r, :q] += ua @ C[:q, :lo].T
-                    bC[:, :q, :lo] += M[r, :q].T @ ua
-                self._kernel_rows_T(u[f"Phi{l}"], bM, bS, M, S, r, lo, q)
-                Sr, Sc = bS[:, r, :q], bS[:, :lo, r]
-                bX[:, r, :q] += Sr
-                bX[:, :lo, r] += Sc
-                bC[:, r, :lo] += g2 * Sr @ (C[:q, :lo] @ Y[:lo, :lo])
-                bY[:, :lo, :lo] += g2 * C[r, :lo].T @ (Sr @ C[:q, :lo])
-                bC[:, :q, :lo] += g2 * _T(Sr) @ (C[r, :lo] @ Y[:lo, :lo])
-                bC[:, :lo, :lo] += g2 * Sc @ (C[r, :lo] @ Y[:lo, :lo])
-                bY[:, :lo, :lo] += g2 * C[:lo, :lo].T @ Sc @ C[r, :lo]
-                bC[:, r, :lo] += g2 * _T(Sc) @ (C[:lo, :lo] @ Y[:lo, :lo])
-                Mr = bM[:, r, :q]
-                bC[:, r, :lo] += g2 * Mr @ (E[:lo, :lo] @ M[:lo, :q]).T
-                bE[:, :lo, :lo] += g2 * C[r, :lo].T @ (Mr @ M[:lo, :q].T)
-                bM[:, :lo, :q] += g2 * (C[r, :lo] @ E[:lo, :lo]).T @ Mr
-                Cr = bC[:, r, :lo]
-                bAb[:, r, :lo] += Cr
-                bX[:, r, :lo] += Cr * W[r, :lo]
-                bW[:, r, :lo] += Cr * X[r, :lo]
+                self._row_T(self._chain("phi", l, u, sink, bar), u, bW, r, lo, q)
         return u
+
+    def _row_T(self, c: _Chain, u, bW, r, lo, q):
+        """The transpose of ``_row``, its lines in reverse: cotangents (in the _Chain's tangent
+        slots) of the row's response, kernel, source kernel, inverse and memory passed on."""
+        g2, e = self.g2, (q if c.causal else lo)
+        O, P, Inv, Ko = c.O, c.P, c.Inv, c.Ko
+        bO, bInv, bSrc = c.dO, c.dInv, c.dSrc
+        if c.response is not None:
+            ur = u[c.response][:, r, :e]
+            bInv[:, r, :q] += ur @ O[:q, :e].T
+            bO[:, :q, :e] += Inv[r, :q].T @ ur
+        self._kernel_rows_T(u[c.kernel], bInv, bSrc, Inv, c.Src, r, lo, q)
+        Sr, Sc = bSrc[:, r, :q], bSrc[:, :lo, r]
+        c.dXs[:, r, :q] += Sr
+        c.dXs[:, :lo, r] += Sc
+        bO[:, r, :e] += g2 * Sr @ (O[:q, :e] @ Ko[:e, :e])
+        c.dKo[:, :e, :e] += g2 * O[r, :e].T @ (Sr @ O[:q, :e])
+        bO[:, :q, :e] += g2 * _T(Sr) @ (O[r, :e] @ Ko[:e, :e])
+        bO[:, :lo, :e] += g2 * Sc @ (O[r, :e] @ Ko[:e, :e])
+        c.dKo[:, :e, :e] += g2 * O[:lo, :e].T @ Sc @ O[r, :e]
+        bO[:, r, :e] += g2 * _T(Sc) @ (O[:lo, :e] @ Ko[:e, :e])
+        Ir = bInv[:, r, :q]
+        bO[:, r, :e] += g2 * Ir @ (P[:e, :lo] @ Inv[:lo, :q]).T
+        c.dP[:, :e, :lo] += g2 * O[r, :e].T @ (Ir @ Inv[:lo, :q].T)
+        bInv[:, :lo, :q] += g2 * (O[r, :e] @ P[:e, :lo]).T @ Ir
+        Or = bO[:, r, :lo]
+        c.dIn[:, r, :lo] += Or
+        if c.causal:
+            c.dIn[:, r, r] += bO[:, r, r]
+        c.dXs[:, r, :lo] += Or * c.W[r, :lo]
+        bW[:, r, :lo] += Or * c.Xs[r, :lo]
 
     @staticmethod
     def _kernel_rows_T(uK, bM, bS, M, S, r, lo, q):
