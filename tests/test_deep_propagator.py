@@ -66,6 +66,36 @@ def test_two_layer_tanh_matches_sd_solve():
     assert np.max(np.abs(res.ntk_var - ref.ntk_var)) <= 0.01 * np.max(np.abs(ref.ntk_var))
 
 
+@pytest.mark.parametrize("L, steps", [(2, 3), (3, 2)])
+def test_nonlinear_hessian_has_the_theory_form(L, steps):
+    """O9 for tanh nets, responses included: read as in THEORY.md §3 (anti-causal entries of B
+    and A as the conjugates of A and B, ``linear_action.theory_form``), the site-average
+    Hessian has d2S/dq'dq' = 0 and d2S/dw'dq' = I - D' with D' zero above its time slice and
+    nilpotent within it, exactly (disjoint causal supports: the zeros are exact zeros), and
+    (I - D')^{-1} kappa' (I - D')^{-T} equals -(H^{-1}) on q' (1e-12 relative: dense solves
+    of size ~500). This is the structure a matrix-free nonlinear propagator would substitute
+    row by row, as ``deep.linear_substitution`` does for linear nets."""
+    from symdmft.deep.linear_action import theory_form
+    from symdmft.deep.propagator import action_hessian
+    from symdmft.runtime.samplers import make_rule
+    net, grid = sd.mlp(L, "tanh", 1.0), sd.TimeGrid(0.3, steps)
+    saddle = solve_rich_sampled(net, ONE_INPUT, grid, samples=2048)
+    H, lay = action_hessian(net, saddle, grid, 1, lambda l, dim: make_rule(dim, 2048, 7919 * l, "qmc"))
+    tf = theory_form(lay, H, net.gamma0, steps + 1, 1)
+    q, sl, ImD = tf["q"], tf["slice"], tf["I_minus_D"]
+    assert np.abs(tf["Hqq"]).max() == 0.0
+    assert np.abs(np.diag(ImD) - 1.0).max() == 0.0
+    assert np.abs(ImD[sl[:, None] < sl[None, :]]).max() == 0.0
+    Dp = np.eye(q.size) - ImD
+    for s in range(steps + 1):
+        b = np.flatnonzero(sl == s)
+        assert np.abs(np.linalg.matrix_power(Dp[np.ix_(b, b)], b.size)).max() < 1e-12
+    Sigma_full = -np.linalg.solve(H, np.eye(H.shape[0])[:, q])[q]
+    R = np.linalg.inv(ImD)
+    Sigma = R @ tf["kappa"] @ R.T
+    np.testing.assert_allclose(Sigma, Sigma_full, rtol=0, atol=1e-12 * np.abs(Sigma_full).max())
+
+
 def test_site_jets_match_central_differences():
     """Source derivatives of phi(h_j), g_j and z_j (to third order for phi and g) against central
     differences of the next lower order (step 1e-5: truncation ~1e-10, rounding ~1e-11;
