@@ -58,9 +58,13 @@ def _bilinear(p, z, vh, vz, wh, wz, C, E):
     Top: C (phi''' z v_h w_h + phi'' (v_h w_z + v_z w_h)); bottom: E (phi'' v_h w_h).
     ``p`` = (phi, phi', phi'', phi''', ...) at h, broadcast against the trailing axes.
     """
-    top = p[3] * z * vh * wh + p[2] * (vh * wz + vz * wh)
-    bot = p[2] * vh * wh
+    top, bot = _bilinear_fields(p, z, vh, vz, wh, wz)
     return np.concatenate([_left(C, top), _left(E, bot)], axis=1)
+
+
+def _bilinear_fields(p, z, vh, vz, wh, wz):
+    """The fields that C and E multiply in K''[v, w] (``_bilinear`` before the memories act)."""
+    return p[3] * z * vh * wh + p[2] * (vh * wz + vz * wh), p[2] * vh * wh
 
 
 def _left(M, A):
@@ -101,11 +105,14 @@ def site_jets(u, r, C, E, g0, Pa, phis, third=()) -> Jets:
         pz3 = [e(q, 3) for q in p]
         hk, hl, ha, hkl, hka, hla = hx
         zk, zl, za, zkl, zka, zla = zx
-        # K2nd[x_kl, x_a] + K2nd[x_ka, x_l] + K2nd[x_la, x_k] + K3rd[x_k, x_l, x_a]
-        K3 = (_bilinear(pz3, e(z, 3), hkl, zkl, ha, za, C, E) + _bilinear(pz3, e(z, 3), hka, zka, hl, zl, C, E)
-              + _bilinear(pz3, e(z, 3), hla, zla, hk, zk, C, E))
-        top = (pz3[4] * e(z, 3) * hk * hl * ha + pz3[3] * (hk * hl * za + hk * zl * ha + zk * hl * ha))
-        K3 = K3 + np.concatenate([_left(C, top), _left(E, pz3[3] * hk * hl * ha)], axis=1)
+        # K2nd[x_kl, x_a] + K2nd[x_ka, x_l] + K2nd[x_la, x_k] + K3rd[x_k, x_l, x_a]: the fields
+        # summed first, then one product with each memory (they act linearly)
+        top = pz3[4] * e(z, 3) * hk * hl * ha + pz3[3] * (hk * hl * za + hk * zl * ha + zk * hl * ha)
+        bot = pz3[3] * hk * hl * ha
+        for vh, vz, wh, wz in ((hkl, zkl, ha, za), (hka, zka, hl, zl), (hla, zla, hk, zk)):
+            t, b = _bilinear_fields(pz3, e(z, 3), vh, vz, wh, wz)
+            top, bot = top + t, bot + b
+        K3 = np.concatenate([_left(C, top), _left(E, bot)], axis=1)
         x3 = g0 * _left_batched(R, K3)
         h3, z3 = x3[:, :n], x3[:, n:]
         phi3 = _chain3(p[0:4], hx, h3)
