@@ -92,10 +92,10 @@ def solve_linear_matrix_free(net, data, grid, kernel_steps=None, chunk: int = 32
     key = problem_key("deep linear matrix-free, layout 1", net.describe(), data.X_all, data.P,
                       data.y, grid.eta, grid.steps, steps)
     saved = Checkpoint(checkpoint, key)                       # read (and checked) before any work
+    resumed = bool(saved.parts)
     res = solve_linear_rich(net, data, grid)
     # one BLAS thread: the row passes are many small products, where OpenBLAS threads only
     # contend (L = 3, P = 4, 30 steps: 25.6 s against 28.5 s with two, idle machine)
-    resumed = bool(saved.parts)
     with threadpool_limits(1):
         res = _fill(res, net, data, grid, steps, chunk, saved)
     if resumed:
