@@ -60,7 +60,7 @@ def replay_residual(est, replayed) -> float:
 
 
 def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = "auto",
-               progress: bool | None = None, checkpoint=None) -> RichResult:
+               progress: bool | None = None, checkpoint=None, bias: bool = False) -> RichResult:
     """Infinite-width rich-regime dynamics of a deep MLP (L >= 2) by sampling the site process
     (deep linear nets: the closed form, with the matrix-free propagator).
 
@@ -76,10 +76,18 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     ``n L (steps+1)^3 P_all^3`` (the response sweeps): 65536 sites, 40 steps, L = 2 take ~25 s.
     ``checkpoint``: deep linear nets save the matrix-free propagator's finished parts there
     and resume from them (``solve_linear_matrix_free``); sampled nets do not use it.
+    ``bias=True``: the O(1/N) mean corrections ``f_bias``, ``kernels_bias`` (deep linear nets
+    with (steps+1) P_all <= linear_bias.DENSE_N; ``deep.linear_bias``).
     """
     _check_inputs(net, data, grid, samples, seed, sampler, "full")
+    if bias:
+        _check_bias(net, data, grid)
     if net.activation_name == "linear":
-        return _solve_deep_linear(net, data, grid, checkpoint)
+        res = _solve_deep_linear(net, data, grid, checkpoint)
+        if bias:
+            from .linear_bias import linear_mean_correction
+            (res.f_bias, res.kernels_bias), _, _ = linear_mean_correction(net, data, grid, saddle=res)
+        return res
     res = solve_rich_sampled(net, data, grid, samples=samples, seed=seed, sampler=sampler,
                              progress=progress)
     n = (grid.steps + 1) * data.P_all
@@ -94,6 +102,21 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     res.params["fluctuations"] = (f"dense propagator, site averages over {PROPAGATOR_SITES} Sobol "
                                   f"sites per layer")
     return res
+
+
+def _check_bias(net, data, grid) -> None:
+    """NotImplementedError naming ``bias`` where the deep mean correction does not exist yet."""
+    from .linear_bias import DENSE_N
+    n = (grid.steps + 1) * data.P_all
+    if net.activation_name != "linear":
+        raise NotImplementedError(
+            f"bias=True: the O(1/N) mean correction of deep nets is implemented for linear ones "
+            f"only, not activation={net.activation_name!r}; estimate it from sd.simulate at two "
+            f"widths (THEORY.md §5)")
+    if n > DENSE_N:
+        raise NotImplementedError(
+            f"bias=True: the deep linear mean correction is dense (deep.linear_bias) and takes "
+            f"(steps+1) P_all <= {DENSE_N}; this problem has {n}")
 
 
 def _solve_deep_linear(net, data, grid, checkpoint=None) -> RichResult:

@@ -41,6 +41,8 @@ class RichResult:
     f_cov: np.ndarray | None = None          # N Cov f, (steps+1, P_all, steps+1, P_all)
     kernels_var: dict | None = None          # N Var of equal-time kernel entries, (steps+1, P, P)
     y_test: np.ndarray | None = None
+    f_bias: np.ndarray | None = None         # N (E f - f_inf), (steps+1, P_all), if solved (bias=True)
+    kernels_bias: dict | None = None         # N (E K - K_inf) per equal-time kernel, (steps+1, P, P)
 
     @property
     def L(self) -> int:
@@ -110,6 +112,10 @@ class RichResult:
                 else:
                     coords["t_kernel"] = self.t[done]
                     data[name + "_var"] = (("t_kernel", "i", "j"), var[done])
+        if self.f_bias is not None:
+            data["f_bias"] = (("t", "point"), self.f_bias)
+            for name, b in self.kernels_bias.items():
+                data[("ntk" if name == "K" else name) + "_bias"] = (("t", "i", "j"), b)
         for kind in ("Phi", "G", "A", "B"):
             for l, M in enumerate(getattr(self, kind), start=1):
                 data[f"{kind}{l}_2t"] = (two_time, M)
@@ -129,3 +135,9 @@ class RichResult:
         if self.kernels_var is None:
             raise self._no_fluctuations()
         return self.kernels_var["K"]
+
+    @property
+    def ntk_bias(self) -> np.ndarray:
+        if self.kernels_bias is None:
+            raise AttributeError("no mean correction: solve with bias=True")
+        return self.kernels_bias["K"]

@@ -58,8 +58,8 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
     ``sampler`` (see ``symdmft.runtime.samplers``); ``backend`` 'numba' (fast) or 'numpy'
     (reference). ``progress``: a bar over the propagator's parts (None: only on a
     terminal). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
-    ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction; two-layer
-    nets only: deep nets raise NotImplementedError).
+    ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction; deep nets:
+    linear ones on small problems, ``deep.linear_bias``; others raise NotImplementedError).
     All inputs are checked before anything is compiled. ``checkpoint``: a file where a long
     run saves its finished parts, to resume from them when rerun on the same problem (the
     matrix-free propagator of deep linear nets, ``deep.solve_linear_matrix_free``); the other
@@ -80,15 +80,10 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
                     "against trained networks)", ", sd.simulate, or allow_kinks=True to accept "
                     "the pathwise approximation (exact at t = 0)")
     if net.hidden_layers >= 2:
-        if bias:
-            raise NotImplementedError(
-                f"bias=True: the O(1/N) mean correction is implemented for two-layer nets "
-                f"(hidden_layers=1), not for deep ones (hidden_layers={net.hidden_layers}); "
-                f"estimate it from sd.simulate at two widths (THEORY.md §5)")
         # Deep nets in the rich regime: a site process with response functions (THEORY.md §2).
         from ..deep.rich import solve_rich
         return solve_rich(net, data, grid, samples=samples, seed=seed, sampler=sampler,
-                          progress=progress, checkpoint=checkpoint)
+                          progress=progress, checkpoint=checkpoint, bias=bias)
     site = TwoLayerSite(net)
     module = load(lower(site), net.activation_name, backend)
 
