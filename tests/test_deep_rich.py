@@ -29,7 +29,7 @@ def test_bad_objects_and_depth():
     with pytest.raises(ValueError, match="hidden_layers"):   # two-layer nets go to sd.solve's own solver
         solve_rich(sd.mlp(hidden_layers=1), DATA, GRID)
     with pytest.raises(NotImplementedError, match="bias=True"):  # not silently dropped
-        sd.solve(sd.mlp(hidden_layers=2, activation="linear"), DATA, GRID, bias=True)
+        sd.solve(sd.mlp(hidden_layers=2, activation="tanh"), DATA, GRID, bias=True)
 
 
 def test_kinked_activations_are_refused():
