@@ -81,8 +81,9 @@ def propagator_from_action(res, lay, out, geo, kappa, D, g0, eta) -> np.ndarray:
 def theory_form(lay, H, g0, T1, Pa):
     """Read H in THEORY.md §3's form: q' = (kernels, f, A strictly causal, B causal incl. t = s),
     hats w' = (conjugates of kernels and f, -gamma0^2 B(s,t) for A(t,s), -gamma0^2 A(s,t) for
-    B(t,s)). Returns q' (indices into v), the time slice max(t, s) of each, and the blocks
-    d2S/dq'dq' (zero), I - D' = d2S/dw'dq' and kappa' = d2S/dw'dw'.
+    B(t,s)). Returns q' (indices into v), the time slice max(t, s) of each, the blocks
+    d2S/dq'dq' (zero), I - D' = d2S/dw'dq' and kappa' = d2S/dw'dw', and the placement of w'
+    in (v, w): indices ``hat`` and factors ``scale`` (w'_i = H-coordinate hat_i / scale_i).
     """
     size, n = lay.size, lay.n
     t_of = np.repeat(np.arange(T1), Pa)
@@ -115,4 +116,4 @@ def theory_form(lay, H, g0, T1, Pa):
     Hhq = scale[:, None] * H[np.ix_(hat, q)]
     Hhh = scale[:, None] * H[np.ix_(hat, hat)] * scale[None, :]
     return {"q": q, "slice": np.array(slices), "Hqq": H[np.ix_(q, q)], "I_minus_D": Hhq,
-            "kappa": Hhh}
+            "kappa": Hhh, "hat": hat, "scale": scale}

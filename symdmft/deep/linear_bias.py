@@ -18,10 +18,12 @@ Both terms are one divergence, sum_k d/dq'_k of column k of
 
     Phi(q') = 1/2 D'(q') Sigma + kappa'(q') R^T        (Sigma, R held at the saddle),
 
-taken by central differences of the dense theory-form blocks at q'* +- eps e_k (eps = 1e-5:
-truncation ~eps^2, rounding ~1e-16 / eps, both ~1e-10 of O(1) entries). The blocks are the
-exact Hessian at any causal q', not only at the saddle: their formulas only use that ln Z
-and its causal derivatives vanish there. Cost: 2 |q'| dense Hessians.
+taken by central differences (eps = 1e-5: truncation ~eps^2, rounding ~1e-16 / eps, both
+~1e-10 of O(1) entries) of one product each with the Hessian operator at q'* +- eps e_k
+(``linear_operator.ActionOperator``, matrix-free). Its products are the exact Hessian at any
+causal q', not only at the saddle: the formulas only use that ln Z and its causal
+derivatives vanish there. Sigma and R are formed densely from the saddle's Hessian
+(``linear_action``), so the problem must be small (``DENSE_N``).
 
 The NTK is a sum of products of kernels, K = sum_l G^{l+1}(t,t) o Phi^l(t,t), so its
 correction adds N Cov(G^{l+1}, Phi^l) (from Sigma) to the products of corrections and means.
@@ -33,15 +35,17 @@ import dataclasses
 import numpy as np
 
 from .linear_action import action_hessian, theory_form
+from .linear_operator import ActionOperator
 from .linear_propagator import site_kappa
 from .linear_rich import check_linear_inputs, solve_linear_rich
 from .linear_tangents import _Layout, _saddle_tangents, saddle_jacobian
 
 # Central-difference step on the order parameters (entries O(1)): see the module docstring.
 EPS = 1e-5
-# sd.solve(bias=True) for deep linear nets while (steps+1) P_all is at most this: the dense
-# Hessian is rebuilt 2 |q'| times (|q'| ~ 4 L n^2): L = 2, n = 7 / 10: 5 / 28 s.
-DENSE_N = 10
+# sd.solve(bias=True) for deep linear nets while (steps+1) P_all is at most this: Sigma and
+# R are dense |q'| x |q'| (|q'| ~ 4 L n^2) and the saddle's Hessian is formed once; L = 3,
+# n = 24: 29 s, peak 2.3 GiB (n = 12: 3.4 s).
+DENSE_N = 24
 
 
 def theory_blocks(res, lay: _Layout, g0, eta, P, Pa, center=False) -> dict:
@@ -91,24 +95,54 @@ def linear_mean_correction(net, data, grid, saddle=None, eps: float = EPS, noise
     g0, eta, P, Pa, T1 = net.gamma0, grid.eta, data.P, data.P_all, grid.steps + 1
     lay = _Layout(res.L, T1 * Pa)
     blocks = lambda v: theory_blocks(at_point(res, lay, v), lay, g0, eta, P, Pa, net.center)  # noqa: E731
-    v0 = flatten(res, lay)
-    tf = blocks(v0)
+    tf = blocks(flatten(res, lay))
     q, m = tf["q"], tf["q"].size
     R = np.linalg.solve(tf["I_minus_D"], np.eye(m))
     Sigma = R @ tf["kappa"] @ R.T
-    div = np.zeros(m)
-    for k in range(m):
-        column = []
-        for sign in (1.0, -1.0):
-            v = v0.copy()
-            v[q[k]] += sign * eps
-            tk = blocks(v)
-            column.append(0.5 * (Sigma[:, k] - tk["I_minus_D"] @ Sigma[:, k])
-                          + (tk["kappa"] @ R[k] if noise_term else 0.0))
-        div += (column[0] - column[1]) / (2 * eps)
+    div = _divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term)
     shift = np.zeros(lay.size)
     shift[q] = R @ div
     return _observables(res, lay, lay.unpack(shift), Sigma, q), Sigma, q
+
+
+def _divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term):
+    """sum_k d/dq'_k of column k of 1/2 D'(q') Sigma + kappa'(q') R^T, by central differences
+    of one product each with the Hessian operator (``ActionOperator``, matrix-free) at
+    q'* +- eps e_k. In the (v, w) coordinates of H, z = (a on q', scale * b on hat) gives
+    scale * (H z)[hat] = (I - D') a + kappa' b; a = -Sigma e_k / 2 (the constant I Sigma e_k / 2
+    drops out of the derivative), b = R^T e_k."""
+    q, hat, scale = tf["q"], tf["hat"], tf["scale"]
+    v0 = flatten(res, lay)
+    div = np.zeros(q.size)
+    for k in range(q.size):
+        z = np.zeros(lay.size + _w_size(lay))
+        z[q] = -0.5 * Sigma[:, k]
+        if noise_term:
+            z[hat] += scale * R[k]
+        sides = []
+        for sign in (1.0, -1.0):
+            v = v0.copy()
+            v[q[k]] += sign * eps
+            op = ActionOperator(at_point(res, lay, v), net.gamma0, eta, P, center=net.center)
+            sides.append(scale * _apply_flat(op, lay, z)[hat])
+        div += (sides[0] - sides[1]) / (2 * eps)
+    return div
+
+
+def _w_size(lay: _Layout) -> int:
+    return sum(s.stop - s.start for name, s in lay.slices.items() if name[0] in "PG" or name == "f")
+
+
+def _apply_flat(op: ActionOperator, lay: _Layout, z: np.ndarray) -> np.ndarray:
+    """H z for one vector z in the flat (v, w) layout of ``linear_action.action_hessian``."""
+    zv = {name: a[None].copy() for name, a in lay.unpack(z[:lay.size]).items()}
+    zw, pos = {}, lay.size
+    for name in op.zeros_w(0):
+        size = lay.slices[name].stop - lay.slices[name].start
+        zw[name] = z[pos:pos + size].reshape(zv[name].shape)
+        pos += size
+    hv, hw = op.apply(zv, zw)
+    return np.concatenate([hv[name].reshape(-1) for name in lay.slices] + [hw[name].reshape(-1) for name in zw])
 
 
 def _observables(res, lay, shift, Sigma, q):
