@@ -9,10 +9,12 @@ rich-regime site process with responses A, B by sampling; deep linear nets by th
 (``solve_linear_rich``) with the matrix-free propagator, response fluctuations included
 (``solve_linear_matrix_free``; the dense reference: ``solve_linear_propagator``). ``solve_deep_propagator(net, data, grid, saddle)``:
 the finite-width propagator of any smooth deep net from its action's Hessian as site averages
-(what ``sd.solve`` adds while (steps+1) P_all <= 12; docs/deep_fluctuations.md). Results:
-``RichResult``.
+(what ``sd.solve`` adds while (steps+1) P_all <= 12; docs/deep_fluctuations.md).
+``linear_mean_correction(net, data, grid)``: the O(1/N) mean correction of deep linear nets
+(what ``sd.solve(..., bias=True)`` adds for them). Results: ``RichResult``.
 """
 from .lazy import lazy_solve
+from .linear_bias import linear_mean_correction
 from .linear_matrix_free import solve_linear_matrix_free
 from .linear_propagator import solve_linear_propagator
 from .linear_rich import solve_linear_rich
@@ -23,4 +25,5 @@ from .rich_result import RichResult
 from .statistics import initial_statistics
 
 __all__ = ["InitStats", "initial_statistics", "lazy_solve", "solve_rich", "solve_linear_rich",
-           "solve_linear_propagator", "solve_linear_matrix_free", "solve_deep_propagator", "RichResult"]
+           "solve_linear_propagator", "solve_linear_matrix_free", "solve_deep_propagator",
+           "linear_mean_correction", "RichResult"]

@@ -94,8 +94,7 @@ def linear_mean_correction(net, data, grid, saddle=None, eps: float = EPS, noise
     res = solve_linear_rich(net, data, grid) if saddle is None else saddle
     g0, eta, P, Pa, T1 = net.gamma0, grid.eta, data.P, data.P_all, grid.steps + 1
     lay = _Layout(res.L, T1 * Pa)
-    blocks = lambda v: theory_blocks(at_point(res, lay, v), lay, g0, eta, P, Pa, net.center)  # noqa: E731
-    tf = blocks(flatten(res, lay))
+    tf = theory_blocks(res, lay, g0, eta, P, Pa, net.center)
     q, m = tf["q"], tf["q"].size
     R = np.linalg.solve(tf["I_minus_D"], np.eye(m))
     Sigma = R @ tf["kappa"] @ R.T
