@@ -44,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=40_000, help="quadrature points of the sources")
     p.add_argument("--sampler", default="auto")
     p.add_argument("--backend", default="numba")
+    p.add_argument("--bias", action="store_true",
+                   help="add the O(1/N) mean corrections N (E f - f_inf), N (E K - K_inf)")
     p.set_defaults(handler=_solve)
 
     p = sub.add_parser("simulate", help="train an ensemble of finite-width networks")
@@ -200,7 +202,7 @@ def _solve(args) -> int:
     net, data, grid, extra = _problem(args)
     checkpoint = partial_path(args.out)
     res = sd.solve(net, data, grid, samples=args.samples, seed=args.seed, sampler=args.sampler,
-                   backend=args.backend, checkpoint=checkpoint)
+                   backend=args.backend, bias=args.bias, checkpoint=checkpoint)
     p = res.params
     if "resumed_from" in p:
         print(f"resumed from {p['resumed_from']} (the parts an interrupted run had finished)")
@@ -213,6 +215,8 @@ def _solve(args) -> int:
     else:
         print(f"N Var f(t={res.t[-1]:g}) per point: {_fmt_points(res.f_var[-1])}")
         print(f"N Var K trace at t={res.t[-1]:g}: {np.trace(res.ntk_var[-1]):.6g}")
+    if args.bias:
+        print(f"N (E f - f_inf)(t={res.t[-1]:g}) per point: {_fmt_points(res.f_bias[-1])}")
     _save(res.to_xarray(), args, extra)
     checkpoint.unlink(missing_ok=True)                  # the result is safe: progress no longer needed
     return 0

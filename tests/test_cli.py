@@ -310,3 +310,7 @@ def test_deep_linear_net_through_the_command_line(tmp_path, capsys):
     assert np.all(np.isfinite(ds["ntk_var"].values)) and ds["ntk_var"].shape == (13, 3, 3)
     assert ds["Phi2_var"].shape == (11, 3, 3) and ds["t_kernel"].values[-1] == ds["t"].values[-1]
     assert not (tmp_path / "lin.nc.partial.npz").exists()        # progress file gone once saved
+    small = tmp_path / "bias.nc"
+    assert main(["solve", *args[:4], "--eta", "0.1", "--steps", "2", "--bias", "--out", str(small)]) == 0
+    assert "N (E f - f_inf)(t=0.2) per point" in capsys.readouterr().out
+    assert io.load(small)["ntk_bias"].shape == (3, 3, 3)
