@@ -16,6 +16,10 @@
    site averages, third-order source jets per site), tanh L = 2, P = 1, 4096 sites per layer,
    on growing n = steps + 1: the site jets cost ~(2n)^5 per site, the dense solve
    ((6L - 1) n^2 rows) ~n^6.
+5. The O(1/N) mean correction of deep linear nets (``deep.linear_bias``): one product with
+   the matrix-free Hessian operator per shifted point against the dense blocks rebuilt there
+   (``reference=True``), then the sizes ``sd.solve(bias=True)`` takes
+   (``python benchmarks/bench_deep_rich.py linear-bias``).
 
 Run: ``python benchmarks/bench_deep_rich.py``. Nothing here is asserted in tests.
 """
@@ -39,6 +43,8 @@ def _case(kind, L, P, T, samples, queue):
     elif kind == "matrix-free":
         from symdmft.deep.linear_matrix_free import solve_linear_matrix_free
         solve_linear_matrix_free(sd.mlp(L, "linear", 1.0), data, grid)
+    elif kind in ("bias", "bias-dense"):
+        sd.deep.linear_mean_correction(sd.mlp(L, "linear", 1.0), data, grid, reference=kind == "bias-dense")
     elif kind == "tanh-propagator":
         from symdmft.deep.propagator import solve_deep_propagator
         from symdmft.deep.rich import solve_rich_sampled
@@ -107,7 +113,21 @@ def linear_propagators():
     print(f"matrix-free propagator, deep linear L = 3, P = 4, T = 50: {s:.1f} s, peak {gib:.2f} GiB")
 
 
+def linear_bias():
+    """The deep linear mean correction: products with the matrix-free operator at the shifted
+    points against the dense blocks rebuilt there (same numbers to 1e-10), then larger sizes."""
+    for L, P, T in ((2, 1, 6), (2, 1, 9), (3, 1, 7)):
+        d, _ = measure("bias-dense", L, P, T, 0)
+        o, _ = measure("bias", L, P, T, 0)
+        print(f"bias L = {L}, P = {P}, T = {T} (n = {(T + 1) * P}): dense blocks {d:.1f} s, "
+              f"operator {o:.2f} s (ratio {d / o:.0f})")
+    for L, P, T in ((3, 2, 9), (3, 4, 5)):
+        o, gib = measure("bias", L, P, T, 0)
+        print(f"bias L = {L}, P = {P}, T = {T} (n = {(T + 1) * P}): operator {o:.1f} s, peak {gib:.2f} GiB")
+
+
 if __name__ == "__main__":
     import sys
-    sections = {"propagator": tanh_propagator, "linear-propagator": linear_propagators}
+    sections = {"propagator": tanh_propagator, "linear-propagator": linear_propagators,
+                "linear-bias": linear_bias}
     sections.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -36,30 +36,13 @@ def test_one_hidden_layer_equals_the_two_layer_bias(center):
         np.testing.assert_allclose(kernels[name], b, rtol=0, atol=1e-8 * np.abs(b).max())
 
 
-def _dense_divergence(res, lay, net, P, eta, tf, Sigma, R, eps):
-    """The reference for ``linear_bias._divergence``: the same divergence from the dense
-    theory-form blocks, rebuilt from scratch at every q'* +- eps e_k."""
-    from symdmft.deep.linear_bias import at_point, flatten, theory_blocks
-    q, v0 = tf["q"], flatten(res, lay)
-    div = np.zeros(q.size)
-    for k in range(q.size):
-        sides = []
-        for sign in (1.0, -1.0):
-            v = v0.copy()
-            v[q[k]] += sign * eps
-            tk = theory_blocks(at_point(res, lay, v), lay, net.gamma0, eta, P, res.f.shape[1], net.center)
-            sides.append(-0.5 * tk["I_minus_D"] @ Sigma[:, k] + tk["kappa"] @ R[k])
-        div += (sides[0] - sides[1]) / (2 * eps)
-    return div
-
-
 @pytest.mark.parametrize("L, center", [(2, True), (3, False)])
 def test_operator_divergence_equals_the_dense_one(L, center):
     """The divergence by products with the matrix-free Hessian operator equals the one from
     dense theory-form blocks rebuilt at every shifted point (the same differences of the same
     Hessian; measured 1.2e-10 of the scale, bound 1e-8: the differences' rounding, ~1e-16 /
     eps, amplified by the sums). Two points and a test point, centred and not."""
-    from symdmft.deep.linear_bias import _divergence, flatten, theory_blocks
+    from symdmft.deep.linear_bias import _divergence, _divergence_dense, theory_blocks
     from symdmft.deep.linear_tangents import _Layout
     data = sd.Data(D0.X[:2], D0.y[:2], X_test=D0.X_test)
     net, grid = sd.mlp(L, "linear", 1.1, center=center), sd.TimeGrid(0.2, 1)
@@ -69,7 +52,7 @@ def test_operator_divergence_equals_the_dense_one(L, center):
     R = np.linalg.inv(tf["I_minus_D"])
     Sigma = R @ tf["kappa"] @ R.T
     got = _divergence(res, lay, net, 2, grid.eta, tf, Sigma, R, 1e-5, True)
-    ref = _dense_divergence(res, lay, net, 2, grid.eta, tf, Sigma, R, 1e-5)
+    ref = _divergence_dense(res, lay, net, 2, grid.eta, tf, Sigma, R, 1e-5, True)
     assert np.abs(ref).max() > 1e-2
     np.testing.assert_allclose(got, ref, rtol=0, atol=1e-8 * np.abs(ref).max())
 
