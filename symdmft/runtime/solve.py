@@ -56,7 +56,7 @@ def solve(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: str = 
 
     ``samples`` quadrature points of the sources (u, w(0)) (THEORY.md §2), drawn by
     ``sampler`` (see ``symdmft.runtime.samplers``); ``backend`` 'numba' (fast) or 'numpy'
-    (reference). ``progress``: a bar over the propagator's parts (None: only on a
+    (reference; two-layer nets: the deep solvers have one implementation each). ``progress``: a bar over the propagator's parts (None: only on a
     terminal). ``bias=True`` adds the O(1/N) mean corrections ``f_bias`` and
     ``kernels_bias`` (THEORY.md §3; costs one second-order sweep per Delta direction; deep nets:
     linear ones on small problems, ``deep.linear_bias``; others raise NotImplementedError).
