@@ -28,16 +28,15 @@ def generate_builtin(check: bool = False, directory: Path | None = None) -> list
         lowered = lower(TwoLayerSite(mlp(activation=activation)))
         for backend in BACKENDS:
             path = directory / (generated_name(activation, backend) + ".py")
-            source = emit(lowered, backend)
-            stale = not path.exists() or path.read_text() != source
-            if stale and not check:
-                write_atomic(path, source)
-            report.append((path, stale))
+            report.append(_refresh(path, emit(lowered, backend), check))
     from ..deep.linear_program import emit as emit_deep_linear     # the deep linear layer map
-    path = directory / "deep_linear_layer.py"
-    source = emit_deep_linear()
+    report.append(_refresh(directory / "deep_linear_layer.py", emit_deep_linear(), check))
+    return report
+
+
+def _refresh(path: Path, source: str, check: bool) -> tuple[Path, bool]:
+    """(path, was_stale); a stale file is rewritten atomically unless ``check``."""
     stale = not path.exists() or path.read_text() != source
     if stale and not check:
         write_atomic(path, source)
-    report.append((path, stale))
-    return report
+    return path, stale

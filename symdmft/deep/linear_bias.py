@@ -39,6 +39,7 @@ from .linear_operator import ActionOperator
 from .linear_propagator import site_kappa
 from .linear_rich import check_linear_inputs, solve_linear_rich
 from .linear_tangents import _Layout, _saddle_tangents, saddle_jacobian
+from .propagator import observable_rows
 
 # Central-difference step on the order parameters (entries O(1)): see the module docstring.
 EPS = 1e-5
@@ -105,7 +106,7 @@ def linear_mean_correction(net, data, grid, saddle=None, eps: float = EPS, noise
     div = divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term)
     shift = np.zeros(lay.size)
     shift[q] = R @ div
-    return _observables(res, lay, lay.unpack(shift), Sigma, q), Sigma, q
+    return _observables(res, lay, shift, Sigma, q), Sigma, q
 
 
 def _divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term):
@@ -165,25 +166,19 @@ def _apply_flat(op: ActionOperator, lay: _Layout, z: np.ndarray) -> np.ndarray:
 
 
 def _observables(res, lay, shift, Sigma, q):
-    """f's and the equal-time kernels' corrections on training points, the NTK's with the
-    covariance of the kernel products."""
-    T1, Pa = res.f.shape
-    P, n, L = res.P, lay.n, res.L
-    f_bias = shift["f"].reshape(T1, Pa).copy()
+    """f's and the equal-time kernels' corrections on training points and the NTK's linear
+    part (``propagator.observable_rows`` applied to the shift), plus the NTK's second-order
+    part sum_l N Cov(G^{l+1}(t,t), Phi^l(t,t)) from Sigma."""
+    T1, Pa, P, n = res.t.size, res.f.shape[1], res.P, lay.n
+    rows = {name: r[:, 0] for name, r in observable_rows(res, lay, R=shift[:, None]).items()}
+    f_bias = rows.pop("f").reshape(T1, Pa)
+    kernels = {name: r.reshape(T1, P, P) for name, r in rows.items()}
     t, a, b = np.meshgrid(np.arange(T1), np.arange(P), np.arange(P), indexing="ij")
-    i, k = t * Pa + a, t * Pa + b                                  # (T1, P, P) row and column
-    kernels = {f"{kind}{l}": shift[f"{kind}{l}"][i, k] for kind in ("Phi", "G") for l in range(1, L + 1)}
+    entry = (t * Pa + a) * n + t * Pa + b                          # (t, a, b) -> kernel entry
     where = np.full(lay.size, -1)
     where[q] = np.arange(q.size)                                   # v index -> q' index
-
-    def cov(a, b):                                                 # N Cov of two kernels' entries
-        ia = where[lay.slices[a].start + i * n + k]
-        ib = where[lay.slices[b].start + i * n + k]
-        return Sigma[ia, ib]
-    eq = res.kernels
-    K = kernels[f"Phi{L}"] + res.Kx[None, :P, :P] * kernels["G1"]
-    for l in range(1, L):
-        K = K + (kernels[f"G{l + 1}"] * eq[f"Phi{l}"] + eq[f"G{l + 1}"] * kernels[f"Phi{l}"]
-                 + cov(f"G{l + 1}", f"Phi{l}"))
-    kernels["K"] = K
+    for l in range(1, res.L):
+        ig = where[lay.slices[f"G{l + 1}"].start + entry]
+        ip = where[lay.slices[f"Phi{l}"].start + entry]
+        kernels["K"] = kernels["K"] + Sigma[ig, ip]
     return f_bias, kernels

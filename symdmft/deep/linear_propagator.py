@@ -55,8 +55,7 @@ def site_kappa(res, lay: _Layout, g0, eta, P, Pa) -> np.ndarray:
     Phi0, Gtop = np.tile(res.Kx, (T1, T1)), np.ones((n, n))
     for l in range(1, L + 1):
         X, Y, Ab, Bb = layer_inputs(l, L, Phi, G, A, B, Phi0, Gtop)
-        layer = LinearLayer(g0, X, Y, 0.0 if Ab is None else Ab, 0.0 if Bb is None else Bb, W)
-        hh, gg, hg = layer.fields()
+        hh, gg, hg = LinearLayer(g0, X, Y, 0.0 if Ab is None else Ab, 0.0 if Bb is None else Bb, W).fields()
         sp, sg, sf = lay.slices[f"Phi{l}"], lay.slices[f"G{l}"], lay.slices["f"]
         kappa[sp, sp], kappa[sg, sg] = pair(hh, hh), pair(gg, gg)
         kappa[sp, sg] = pair(hg, hg)
