@@ -218,7 +218,7 @@ class Substitution:
     def _output_row_T(self, u, bar, bF, r, lo, q):
         """Transpose of ``_output_row``."""
         L, ly, i = self.L, self.layers[-1], self.L - 1
-        M, N, Q, X, Y, E, C = ly.M, ly.N, ly.Q, ly.X, ly.Y, ly.E, ly.C
+        M, N, Q, X, Y, E = ly.M, ly.N, ly.Q, ly.X, ly.Y, ly.E          # dY = 0: G^{L+1} is fixed
         Mr, Nr = M[r, :q], N[r, :q]
         bar["M"][i][:, r, :q] += (bF[:, :, None] * Nr) @ Q[:q, :q].T
         bar["N"][i][:, r, :q] += bF[:, :, None] * (Mr @ Q[:q, :q])
