@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .site_jets_third import third_fields, third_outputs
+
 
 @dataclass(eq=False)
 class Jets:
@@ -35,8 +37,9 @@ class Jets:
     phi: tuple             # phi(h_j), d_a, d_ab: (S, n), (S, n, 2n), (S, n, 2n, 2n)
     g: tuple               # g_j = phi'(h_j) z_j, same shapes
     zj: tuple              # z_j, same shapes
-    third: dict            # {"u" or "r": (phi, g) third derivatives d_k d_l d_a, (S, n, n, n, 2n),
-                           #  k, l over that kind of source, a over all sources}
+    third: dict            # {"u" or "r": (phi3, g3)}, k, l over that kind of source:
+                           #  phi3[s, j, k, l, i] = d_k d_l d_{r_i} phi(h_j), g3[...] = d_k d_l d_{u_i} g_j,
+                           #  (S, n, n, n, n): the pairs the memory entries E_ij, C_ij need
 
 
 def forward(u, r, C, E, g0, Pa, phis):
@@ -97,41 +100,16 @@ def site_jets(u, r, C, E, g0, Pa, phis, third=()) -> Jets:
     dphi = _chain(p[1:4], h1, h2)                             # jets of phi'(h)
     g = _product(dphi, (z, z1, z2))
     out = {}
+    if third:
+        pk = np.ascontiguousarray(np.stack(p))
+        # x3 = gamma0 R (C top; E bot) = gamma0 (R_h C, R_z E)(top; bot): the memories folded into R
+        RCE = np.concatenate([(R[:, :, :n].reshape(-1, n) @ C).reshape(S, 2 * n, n),
+                              (R[:, :, n:].reshape(-1, n) @ E).reshape(S, 2 * n, n)], axis=2)
     for kind in third:
-        K = slice(0, n) if kind == "u" else slice(n, 2 * n)
-        x = _triple(x1, x2, K)
-        hx = [v[:, :n] for v in x]
-        zx = [v[:, n:] for v in x]
-        pz3 = [e(q, 3) for q in p]
-        hk, hl, ha, hkl, hka, hla = hx
-        zk, zl, za, zkl, zka, zla = zx
-        # K2nd[x_kl, x_a] + K2nd[x_ka, x_l] + K2nd[x_la, x_k] + K3rd[x_k, x_l, x_a]: the fields
-        # summed first, then one product with each memory (they act linearly)
-        top = pz3[4] * e(z, 3) * hk * hl * ha + pz3[3] * (hk * hl * za + hk * zl * ha + zk * hl * ha)
-        bot = pz3[3] * hk * hl * ha
-        for vh, vz, wh, wz in ((hkl, zkl, ha, za), (hka, zka, hl, zl), (hla, zla, hk, zk)):
-            t, b = _bilinear_fields(pz3, e(z, 3), vh, vz, wh, wz)
-            top, bot = top + t, bot + b
-        K3 = np.concatenate([_left(C, top), _left(E, bot)], axis=1)
-        x3 = g0 * _left_batched(R, K3)
-        h3, z3 = x3[:, :n], x3[:, n:]
-        phi3 = _chain3(p[0:4], hx, h3)
-        dphi3 = _chain3(p[1:5], hx, h3)
-        dphix = _triple(dphi[1], dphi[2], K)
-        out[kind] = (phi3, _product3(dphi[0], dphix, dphi3, z, zx, z3))
+        k0 = 0 if kind == "u" else n
+        x3 = g0 * _left_batched(RCE, third_fields(pk, z, R, x2, k0))
+        out[kind] = third_outputs(pk, z, R, x2, x3, k0)
     return Jets(h=h, z=z, phi=phi, g=g, zj=(z, z1, z2), third=out)
-
-
-def _triple(Y1, Y2, K):
-    """Views of first and second jets broadcast over (k, l, a), k and l in K: the pieces of
-    d_k d_l d_a: (Y_k, Y_l, Y_a, Y_kl, Y_ka, Y_la), each of shape (S, m, |K|, |K|, 2n) by broadcasting."""
-    k = Y1[:, :, K][:, :, :, None, None]
-    l_ = Y1[:, :, K][:, :, None, :, None]
-    a = Y1[:, :, None, None, :]
-    kl = Y2[:, :, K][:, :, :, K][..., None]
-    ka = Y2[:, :, K, :][:, :, :, None, :]
-    la = Y2[:, :, K, :][:, :, None, :, :]
-    return k, l_, a, kl, ka, la
 
 
 def _left_batched(R, A):
@@ -151,13 +129,6 @@ def _chain(q, h1, h2):
     return q[0], d1, d2
 
 
-def _chain3(q, hx, h3):
-    """d_k d_l d_a F(h_j): q = (F and its first three derivatives) at h, hx = ``_triple`` of h's jets."""
-    hk, hl, ha, hkl, hka, hla = hx
-    c = lambda k: q[k][:, :, None, None, None]                # noqa: E731
-    return c(3) * hk * hl * ha + c(2) * (hkl * ha + hka * hl + hla * hk) + c(1) * h3
-
-
 def _product(A, B):
     """Jets (second order) of the elementwise product of two jets."""
     a0, a1, a2 = A
@@ -167,10 +138,3 @@ def _product(A, B):
           + a1[:, :, None, :] * b1[:, :, :, None] + a0[:, :, None, None] * b2)
     return a0 * b0, p1, p2
 
-
-def _product3(a0, ax, a3, b0, bx, b3):
-    """d_k d_l d_a (a b) from values, ``_triple`` views and third derivatives of a and b."""
-    ak, al, aa, akl, aka, ala = ax
-    bk, bl, ba, bkl, bka, bla = bx
-    e = lambda v: v[:, :, None, None, None]                    # noqa: E731
-    return (a3 * e(b0) + akl * ba + aka * bl + ala * bk + bkl * aa + bka * al + bla * ak + e(a0) * b3)
