@@ -47,44 +47,47 @@ def truncated_root(M: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
     return U[:, keep]
 
 
-def _psi_jets(J, g0, Pa, center, kinds):
-    """psi (S, m), its source derivatives (S, m, 2n) and, for each kind of source pair in
-    ``kinds`` ("u": d_u d_u, "r": d_r d_r), its second derivatives (S, m, n, n)."""
-    P0, P1, P2 = J.phi[:3]
-    G0, G1, G2 = J.g[:3]
-    Z0, Z1, Z2 = J.zj
-    S, n = P0.shape
-    blocks = {"u": slice(0, n), "r": slice(n, 2 * n)}
+def _center_f(x, Pa, center):
+    """The output is f(t) - f(0) when centred: psi_f(t, mu) - psi_f(0, mu) along axis 1."""
+    if not center:
+        return x
+    return x - np.tile(x[:, :Pa], (1, x.shape[1] // Pa) + (1,) * (x.ndim - 2))
 
-    def outer(A0, A1, A2, B0, B1, B2, K):
-        if K is None:
-            v = A0[:, :, None] * B0[:, None, :]
-            d1 = A1[:, :, None] * B0[:, None, :, None] + A0[:, :, None, None] * B1[:, None]
-            return v.reshape(S, n * n), d1.reshape(S, n * n, -1)
-        A1, B1, A2, B2 = A1[..., K], B1[..., K], A2[..., K, K], B2[..., K, K]
-        d2 = (A2[:, :, None] * B0[:, None, :, None, None] + A0[:, :, None, None, None] * B2[:, None]
-              + A1[:, :, None, :, None] * B1[:, None, :, None, :] + A1[:, :, None, None, :] * B1[:, None, :, :, None])
-        return d2.reshape(S, n * n, n, n)
 
-    def diag_product(A0, A1, A2, B0, B1, B2, K):
-        if K is None:
-            return A0 * B0 / g0, (A1 * B0[:, :, None] + A0[:, :, None] * B1) / g0
-        A1, B1, A2, B2 = A1[..., K], B1[..., K], A2[..., K, K], B2[..., K, K]
-        return (A2 * B0[:, :, None, None] + A0[:, :, None, None] * B2
-                + A1[:, :, :, None] * B1[:, :, None, :] + A1[:, :, None, :] * B1[:, :, :, None]) / g0
+def _psi_jets(J, g0, Pa, center):
+    """psi (S, m) and its source derivatives (S, m, 2n): psi = (phi_a phi_b, g_a g_b, z_a phi_a / gamma0)."""
+    S, n = J.h.shape
 
-    def center_f(x):   # the output is f(t) - f(0): psi_f(t, mu) - psi_f(0, mu)
-        return x - np.tile(x[:, :Pa], (1, n // Pa) + (1,) * (x.ndim - 2)) if center else x
+    def outer(A, B):
+        v = A[0][:, :, None] * B[0][:, None, :]
+        d1 = A[1][:, :, None] * B[0][:, None, :, None] + A[0][:, :, None, None] * B[1][:, None]
+        return v.reshape(S, n * n), d1.reshape(S, n * n, -1)
 
-    def assemble(K):
-        parts = [outer(P0, P1, P2, P0, P1, P2, K), outer(G0, G1, G2, G0, G1, G2, K),
-                 diag_product(Z0, Z1, Z2, P0, P1, P2, K)]
-        if K is None:
-            return tuple(np.concatenate([parts[0][k], parts[1][k], center_f(parts[2][k])], axis=1) for k in range(2))
-        return np.concatenate([parts[0], parts[1], center_f(parts[2])], axis=1)
+    parts = [outer(J.phi, J.phi), outer(J.g, J.g),
+             (J.zj[0] * J.phi[0] / g0, (J.zj[1] * J.phi[0][:, :, None] + J.zj[0][:, :, None] * J.phi[1]) / g0)]
+    return tuple(np.concatenate([parts[0][k], parts[1][k], _center_f(parts[2][k], Pa, center)], axis=1)
+                 for k in range(2))
 
-    psi, dpsi = assemble(None)
-    return psi, dpsi, {kind: assemble(blocks[kind]) for kind in kinds}
+
+def _price_sum(J, wt, g0, Pa, center, K):
+    """sum_s wt_s d_k d_l psi_s (m, |K|^2), k, l over the sources K: Price's theorem's w-X
+    (w-Y) block. For psi = A_a B_b the sum is <A2_a B_b> + <A_a B2_b> + <A1_a B1_b> + its
+    transpose in (k, l): two BLAS products, never a (sites, m, n, n) array."""
+    S, n = J.h.shape
+    k = K.stop - K.start
+
+    def outer(A):                                              # psi_ab = A_a A_b
+        A0, A1, A2 = A[0], A[1][..., K], A[2][..., K, K]
+        T = (A2.reshape(S, n * k * k).T @ (A0 * wt[:, None])).reshape(n, k, k, n)   # (a, k, l, b)
+        U = ((A1 * wt[:, None, None]).reshape(S, n * k).T @ A1.reshape(S, n * k)).reshape(n, k, n, k)
+        d2 = T.transpose(0, 3, 1, 2) + T.transpose(3, 0, 1, 2) + U.transpose(0, 2, 1, 3) + U.transpose(0, 2, 3, 1)
+        return d2.reshape(n * n, k * k)
+
+    Z, P = J.zj, J.phi
+    Z1, P1, Z2, P2 = Z[1][..., K], P[1][..., K], Z[2][..., K, K], P[2][..., K, K]
+    f = np.einsum("s,sakl->akl", wt, Z2 * P[0][:, :, None, None] + Z[0][:, :, None, None] * P2
+                  + Z1[:, :, :, None] * P1[:, :, None, :] + Z1[:, :, None, :] * P1[:, :, :, None]) / g0
+    return np.concatenate([outer(P), outer(J.g), _center_f(f[None], Pa, center)[0].reshape(n, k * k)])
 
 
 def _memory_index(n):
@@ -167,7 +170,7 @@ def _accumulate(sums, jets, wt, g0, Pa, center, field, source, price):
     n = jets.h.shape[1]
     m = 2 * n * n + n
     S, nf = wt.size, 2 * n
-    psi, dpsi, d2psi = _psi_jets(jets, g0, Pa, center, price)
+    psi, dpsi = _psi_jets(jets, g0, Pa, center)
     F = [np.concatenate([a, b], axis=1) for a, b in zip(jets.g, jets.phi)]   # F = (g, phi(h)) and jets
     dX = g0 * F[1][:, field, source]                                       # dX_J / dtheta
     wF0 = F[0] * wt[:, None]
@@ -182,7 +185,7 @@ def _accumulate(sums, jets, wt, g0, Pa, center, field, source, price):
     sums["psidX"] += (psi * wt[:, None]).T @ dX
     for kind, key in (("u", "wX"), ("r", "wY")):
         if kind in price:                      # d_k d_l psi over that kind of source
-            sums[key] += np.tensordot(wt, d2psi[kind], axes=1).reshape(m, n * n)
+            sums[key] += _price_sum(jets, wt, g0, Pa, center, slice(0, n) if kind == "u" else slice(n, 2 * n))
     for kind, key in (("u", "XM"), ("r", "YM")):
         if kind in price:                      # d_k d_l d_a(theta) F_theta over (k l, theta)
             phi3, g3 = (np.tensordot(wt, d3, axes=1).transpose(1, 2, 3, 0).reshape(n * n, n * n)
