@@ -96,7 +96,7 @@ def main():
 
 def tanh_propagator():
     times = []
-    for T in (3, 5, 7, 9):
+    for T in (3, 5, 7, 9, 11, 15):
         s, gib = measure("tanh-propagator", 2, 1, T, 4096)
         times.append((T + 1, s))
         print(f"tanh propagator L = 2, P = 1, T = {T} (n = {T + 1}), 4096 sites: {s:.1f} s, peak {gib:.2f} GiB")

@@ -98,7 +98,16 @@ def _memory_index(n):
     return field, source
 
 
-def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=64,
+# Sites per chunk: the third jets hold a few (sites, 2n, n, n, 2n) arrays, so the chunk shrinks
+# with n to keep each at most CHUNK_BYTES (64 sites up to n = 19; n = 24: 25 sites).
+CHUNK_BYTES = 2**28
+
+
+def default_chunk(n: int) -> int:
+    return int(max(1, min(64, CHUNK_BYTES // (8 * 4 * n**4))))
+
+
+def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=None,
                   price=("u", "r"), root=truncated_root, jacobian=True) -> np.ndarray:
     """The Hessian of ln Z over (w, X, Y, C, E) at w = 0 and causal (C, E) (module docstring).
 
@@ -107,9 +116,11 @@ def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=64,
     ``price`` names the source covariances (u: X, r: Y) whose blocks (w-X and X-theta, by
     second and third derivatives: the costly part) are wanted; the others are left zero. Sources are
     ``root(X) zeta_u``, ``root(Y) zeta_r`` (any factor with U U^T = (X + X^T) / 2).
-    ``jacobian=False`` drops X_J (the ablation without response fluctuations).
+    ``jacobian=False`` drops X_J (the ablation without response fluctuations). Sites are taken
+    ``chunk`` at a time (None: ``default_chunk(n)``).
     """
     n = X.shape[0]
+    chunk = chunk or default_chunk(n)
     Ux, Uy = root(X), root(Y)
     U = np.zeros((2 * n, Ux.shape[1] + Uy.shape[1]))         # (u, r) = U zeta
     U[:n, :Ux.shape[1]], U[n:, Ux.shape[1]:] = Ux, Uy

@@ -103,11 +103,11 @@ def site_jets(u, r, C, E, g0, Pa, phis, third=()) -> Jets:
     if third:
         pk = np.ascontiguousarray(np.stack(p))
         # x3 = gamma0 R (C top; E bot) = gamma0 (R_h C, R_z E)(top; bot): the memories folded into R
-        RCE = np.concatenate([(R[:, :, :n].reshape(-1, n) @ C).reshape(S, 2 * n, n),
-                              (R[:, :, n:].reshape(-1, n) @ E).reshape(S, 2 * n, n)], axis=2)
+        RCE = g0 * np.concatenate([(R[:, :, :n].reshape(-1, n) @ C).reshape(S, 2 * n, n),
+                                   (R[:, :, n:].reshape(-1, n) @ E).reshape(S, 2 * n, n)], axis=2)
     for kind in third:
         k0 = 0 if kind == "u" else n
-        x3 = g0 * _left_batched(RCE, third_fields(pk, z, R, x2, k0))
+        x3 = _left_batched(RCE, third_fields(pk, z, R, x2, k0))
         out[kind] = third_outputs(pk, z, R, x2, x3, k0)
     return Jets(h=h, z=z, phi=phi, g=g, zj=(z, z1, z2), third=out)
 
