@@ -27,10 +27,10 @@ derivatives vanish there. Sigma and R are formed densely from the saddle's Hessi
 
 The NTK is a sum of products of kernels, K = sum_l G^{l+1}(t,t) o Phi^l(t,t), so its
 correction adds N Cov(G^{l+1}, Phi^l) (from Sigma) to the products of corrections and means.
+The pieces any activation shares (the dense divergence, the observables of the shift) are
+in ``deep.mean_shift``; ``deep.nonlinear_bias`` applies them to sampled site averages.
 """
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 
@@ -39,7 +39,7 @@ from .linear_operator import ActionOperator
 from .linear_propagator import site_kappa
 from .linear_rich import check_linear_inputs, solve_linear_rich
 from .linear_tangents import _Layout, _saddle_tangents, saddle_jacobian
-from .propagator import observable_rows
+from .mean_shift import at_point, dense_divergence, flatten, shift_observables
 
 # Central-difference step on the order parameters (entries O(1)): see the module docstring.
 EPS = 1e-5
@@ -65,26 +65,6 @@ def theory_blocks(res, lay: _Layout, g0, eta, P, Pa, center=False) -> dict:
     return theory_form(lay, action_hessian(res, lay, out, geo, kappa, D, g0, eta), g0, res.t.size, Pa)
 
 
-def flatten(res, lay: _Layout) -> np.ndarray:
-    """The order parameters of ``res`` as one vector in ``lay``'s order."""
-    v = np.zeros(lay.size)
-    u, n = lay.unpack(v), lay.n
-    for kind in ("Phi", "G", "A", "B"):
-        for l, M in enumerate(getattr(res, kind), start=1):
-            u[f"{kind}{l}"][...] = M.reshape(n, n)
-    u["f"][...] = res.f.reshape(-1)
-    return v
-
-
-def at_point(res, lay: _Layout, v: np.ndarray):
-    """A copy of ``res`` holding the order parameters ``v`` (``flatten``'s layout)."""
-    u, (T1, Pa) = lay.unpack(v), res.f.shape
-    shape = (T1, Pa, T1, Pa)
-    two_time = {kind: [u[f"{kind}{l}"].reshape(shape).copy() for l in range(1, len(getattr(res, kind)) + 1)]
-                for kind in ("Phi", "G", "A", "B")}
-    return dataclasses.replace(res, f=u["f"].reshape(T1, Pa).copy(), **two_time)
-
-
 def linear_mean_correction(net, data, grid, saddle=None, eps: float = EPS, noise_term: bool = True,
                            reference: bool = False):
     """N (E f - f_inf) (steps+1, P_all) and N (E K - K_inf) of the equal-time kernels and the
@@ -106,7 +86,7 @@ def linear_mean_correction(net, data, grid, saddle=None, eps: float = EPS, noise
     div = divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term)
     shift = np.zeros(lay.size)
     shift[q] = R @ div
-    return _observables(res, lay, shift, Sigma, q), Sigma, q
+    return shift_observables(res, lay, shift, Sigma, q), Sigma, q
 
 
 def _divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term):
@@ -136,17 +116,8 @@ def _divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term):
 def _divergence_dense(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term):
     """The reference for ``_divergence``: the same differences, of the dense theory-form
     blocks rebuilt from scratch at every q'* +- eps e_k."""
-    q, v0 = tf["q"], flatten(res, lay)
-    div = np.zeros(q.size)
-    for k in range(q.size):
-        sides = []
-        for sign in (1.0, -1.0):
-            v = v0.copy()
-            v[q[k]] += sign * eps
-            tk = theory_blocks(at_point(res, lay, v), lay, net.gamma0, eta, P, res.f.shape[1], net.center)
-            sides.append(-0.5 * tk["I_minus_D"] @ Sigma[:, k] + (tk["kappa"] @ R[k] if noise_term else 0.0))
-        div += (sides[0] - sides[1]) / (2 * eps)
-    return div
+    return dense_divergence(lambda point: theory_blocks(point, lay, net.gamma0, eta, P, res.f.shape[1], net.center),
+                            res, lay, tf, Sigma, R, eps, noise_term)
 
 
 def _w_size(lay: _Layout) -> int:
@@ -163,22 +134,3 @@ def _apply_flat(op: ActionOperator, lay: _Layout, z: np.ndarray) -> np.ndarray:
         pos += size
     hv, hw = op.apply(zv, zw)
     return np.concatenate([hv[name].reshape(-1) for name in lay.slices] + [hw[name].reshape(-1) for name in zw])
-
-
-def _observables(res, lay, shift, Sigma, q):
-    """f's and the equal-time kernels' corrections on training points and the NTK's linear
-    part (``propagator.observable_rows`` applied to the shift), plus the NTK's second-order
-    part sum_l N Cov(G^{l+1}(t,t), Phi^l(t,t)) from Sigma."""
-    T1, Pa, P, n = res.t.size, res.f.shape[1], res.P, lay.n
-    rows = {name: r[:, 0] for name, r in observable_rows(res, lay, R=shift[:, None]).items()}
-    f_bias = rows.pop("f").reshape(T1, Pa)
-    kernels = {name: r.reshape(T1, P, P) for name, r in rows.items()}
-    t, a, b = np.meshgrid(np.arange(T1), np.arange(P), np.arange(P), indexing="ij")
-    entry = (t * Pa + a) * n + t * Pa + b                          # (t, a, b) -> kernel entry
-    where = np.full(lay.size, -1)
-    where[q] = np.arange(q.size)                                   # v index -> q' index
-    for l in range(1, res.L):
-        ig = where[lay.slices[f"G{l + 1}"].start + entry]
-        ip = where[lay.slices[f"Phi{l}"].start + entry]
-        kernels["K"] = kernels["K"] + Sigma[ig, ip]
-    return f_bias, kernels

@@ -94,8 +94,12 @@ def fill_fluctuations(res: RichResult, rows: dict, cov) -> RichResult:
     return res
 
 
-def action_hessian(net, res: RichResult, grid, P: int, make_rule_for, jacobian=True) -> tuple:
-    """The full Hessian H over (v, w) and the layout (module docstring)."""
+def action_hessian(net, res: RichResult, grid, P: int, make_rule_for, jacobian=True,
+                   layer_options=None, cache=None) -> tuple:
+    """The full Hessian H over (v, w) and the layout (module docstring). ``layer_options``:
+    more keyword arguments of ``site_action.layer_hessian`` (root, sort); ``cache``: a dict
+    in which layer Hessians are kept by their inputs, reused when a layer's (X, Y, C, E)
+    recur (the mean correction's shifted points change one or two layers each)."""
     L, T1, Pa = res.L, res.t.size, res.f.shape[1]
     n, g0, eta = T1 * Pa, net.gamma0, grid.eta
     lay = _Layout(L, n)
@@ -116,8 +120,15 @@ def action_hessian(net, res: RichResult, grid, P: int, make_rule_for, jacobian=T
         C = ((A[l - 2] if l > 1 else 0.0) + X * W) * strict
         E = ((B[l - 1] if l < L else 0.0) + Y * W) * weak
         price = ("u",) * (l > 1) + ("r",) * (l < L)          # X_l, Y_l that are order parameters
-        Hl = layer_hessian(phis, g0, X, Y, C, E, Pa, lambda dim: make_rule_for(l, dim),
-                           center=net.center and l == L, price=price, jacobian=jacobian)
+        key = (l, X.tobytes(), Y.tobytes(), C.tobytes(), E.tobytes())
+        if cache is not None and key in cache:
+            Hl = cache[key]
+        else:
+            Hl = layer_hessian(phis, g0, X, Y, C, E, Pa, lambda dim: make_rule_for(l, dim),
+                               center=net.center and l == L, price=price, jacobian=jacobian,
+                               **(layer_options or {}))
+            if cache is not None:
+                cache[key] = Hl
         Pm = layer_pullback(l, L, lay, Phi, G, W, lower, train, eta)
         m = 2 * nn + n
         Hww, Hwt, Htt = Hl[:m, :m], Hl[:m, m:], Hl[m:, m:]
@@ -153,7 +164,7 @@ def solve_deep_propagator(net, data, grid, saddle: RichResult, samples: int = 2*
     e.g. an exact Gauss-Hermite rule for linear sites). ``responses_noise=False`` drops the
     sites' MSR Jacobian, with it the fluctuations of A and B: an ablation, badly wrong.
     """
-    _check(net, data, grid, saddle, samples, seed, sampler)
+    check_inputs(net, data, grid, saddle, samples, seed, sampler)
     make_rule_for = rule or (lambda l, dim: make_rule(dim, samples, seed + 7919 * l, sampler))
     H, lay = action_hessian(net, saddle, grid, data.P, make_rule_for, jacobian=responses_noise)
     rows = observable_rows(saddle, lay)
@@ -168,7 +179,7 @@ def solve_deep_propagator(net, data, grid, saddle: RichResult, samples: int = 2*
     return fill_fluctuations(res, rows, cov)
 
 
-def _check(net, data, grid, saddle, samples, seed, sampler):
+def check_inputs(net, data, grid, saddle, samples, seed, sampler):
     """Clear errors, before any site is sampled, for inputs the propagator cannot take."""
     from ..arch.activations import refuse_kink
     from ..arch.mlp import MLP

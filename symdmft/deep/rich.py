@@ -79,7 +79,8 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     ``checkpoint``: deep linear nets save the matrix-free propagator's finished parts there
     and resume from them (``solve_linear_matrix_free``); sampled nets do not use it.
     ``bias=True``: the O(1/N) mean corrections ``f_bias``, ``kernels_bias`` (deep linear nets
-    with (steps+1) P_all <= linear_bias.DENSE_N; ``deep.linear_bias``).
+    with (steps+1) P_all <= linear_bias.DENSE_N, ``deep.linear_bias``; smooth nonlinear nets
+    with (steps+1) P_all <= nonlinear_bias.BIAS_N, ``deep.nonlinear_bias``).
     """
     _check_inputs(net, data, grid, samples, seed, sampler, "full")
     if bias:
@@ -100,25 +101,32 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
                                       f"propagator is issue 4's open part)")
         return res
     from .propagator import solve_deep_propagator
-    res = solve_deep_propagator(net, data, grid, res, samples=PROPAGATOR_SITES, seed=seed)
+    saddle = res
+    res = solve_deep_propagator(net, data, grid, saddle, samples=PROPAGATOR_SITES, seed=seed)
     res.params["fluctuations"] = (f"dense propagator, site averages over {PROPAGATOR_SITES} Sobol "
                                   f"sites per layer")
+    if bias:
+        from .nonlinear_bias import BIAS_SITES, nonlinear_mean_correction
+        (res.f_bias, res.kernels_bias), _, _ = nonlinear_mean_correction(net, data, grid, saddle, seed=seed)
+        res.params["bias"] = (f"dense mean correction (deep.nonlinear_bias), site averages over "
+                              f"{BIAS_SITES} Sobol sites per layer")
     return res
 
 
 def _check_bias(net, data, grid) -> None:
     """NotImplementedError naming ``bias`` where the deep mean correction does not exist yet."""
     from .linear_bias import DENSE_N
+    from .nonlinear_bias import BIAS_N
     n = (grid.steps + 1) * data.P_all
-    if net.activation_name != "linear":
-        raise NotImplementedError(
-            f"bias=True: the O(1/N) mean correction of deep nets is implemented for linear ones "
-            f"only, not activation={net.activation_name!r}; estimate it from sd.simulate at two "
-            f"widths (THEORY.md §5)")
-    if n > DENSE_N:
+    if net.activation_name == "linear" and n > DENSE_N:
         raise NotImplementedError(
             f"bias=True: the deep linear mean correction is dense (deep.linear_bias) and takes "
             f"(steps+1) P_all <= {DENSE_N}; this problem has {n}")
+    if net.activation_name != "linear" and n > BIAS_N:
+        raise NotImplementedError(
+            f"bias=True: the mean correction of deep nonlinear nets is dense (deep.nonlinear_bias: "
+            f"2 |q'| ~ 8 L n^2 site-average Hessians) and takes (steps+1) P_all <= {BIAS_N}; this "
+            f"problem has {n}; estimate it from sd.simulate at two widths (THEORY.md §5)")
 
 
 def _solve_deep_linear(net, data, grid, checkpoint=None) -> RichResult:

@@ -47,6 +47,23 @@ def truncated_root(M: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
     return U[:, keep]
 
 
+def cholesky_root(M: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
+    """(n, r) lower-triangular factor U with U U^T = M (symmetric part, PSD): Cholesky in index
+    order, a column whose pivot is below rtol max|M| dropped (its variance is already explained
+    by the earlier ones to that accuracy). Unlike an eigenvector root it is a smooth function
+    of M, column by column, wherever the kept pivots stay positive: what differences of site
+    averages in M need (``deep.nonlinear_bias``)."""
+    M = (M + M.T) / 2
+    n = M.shape[0]
+    tol = rtol * max(1.0, float(np.max(np.abs(M))))
+    U = np.zeros((n, n))
+    for j in range(n):
+        col = M[j:, j] - U[j:, :j] @ U[j, :j]
+        if col[0] > tol:
+            U[j:, j] = col / np.sqrt(col[0])
+    return U[:, np.any(U != 0.0, axis=0)]
+
+
 def _center_f(x, Pa, center):
     """The output is f(t) - f(0) when centred: psi_f(t, mu) - psi_f(0, mu) along axis 1."""
     if not center:
@@ -108,7 +125,7 @@ def default_chunk(n: int) -> int:
 
 
 def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=None,
-                  price=("u", "r"), root=truncated_root, jacobian=True) -> np.ndarray:
+                  price=("u", "r"), root=truncated_root, jacobian=True, sort=True) -> np.ndarray:
     """The Hessian of ln Z over (w, X, Y, C, E) at w = 0 and causal (C, E) (module docstring).
 
     ``make_rule(dim)`` returns a ``Rule`` of standard-normal points of dimension
@@ -117,15 +134,17 @@ def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=None,
     second and third derivatives: the costly part) are wanted; the others are left zero. Sources are
     ``root(X) zeta_u``, ``root(Y) zeta_r`` (any factor with U U^T = (X + X^T) / 2).
     ``jacobian=False`` drops X_J (the ablation without response fluctuations). Sites are taken
-    ``chunk`` at a time (None: ``default_chunk(n)``).
+    ``chunk`` at a time (None: ``default_chunk(n)``). ``sort``: the largest-variance source
+    directions on the first Sobol coordinates; False keeps the root's order (a smooth root
+    stays smooth: no reordering between nearby X).
     """
     n = X.shape[0]
     chunk = chunk or default_chunk(n)
     Ux, Uy = root(X), root(Y)
     U = np.zeros((2 * n, Ux.shape[1] + Uy.shape[1]))         # (u, r) = U zeta
     U[:n, :Ux.shape[1]], U[n:, Ux.shape[1]:] = Ux, Uy
-    # the largest-variance directions on the first (best-distributed) Sobol coordinates
-    U = U[:, np.argsort(-np.sum(U * U, axis=0), kind="stable")]
+    if sort:  # the largest-variance directions on the first (best-distributed) Sobol coordinates
+        U = U[:, np.argsort(-np.sum(U * U, axis=0), kind="stable")]
     rule = make_rule(U.shape[1])
     m, M = 2 * n * n + n, 2 * n * n
     field, source = _memory_index(n)
