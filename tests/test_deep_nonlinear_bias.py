@@ -87,13 +87,17 @@ def test_the_step_does_not_matter(initial):
 
 def test_sd_solve_adds_it_and_refuses_what_it_cannot():
     """sd.solve(bias=True) fills f_bias, kernels_bias and ntk_bias of a small deep tanh net and
-    says how it got them; above BIAS_N it refuses by name before any work."""
+    says how it got them; above BIAS_N it refuses by name before any work, and where a source
+    covariance is too close to singular for the differences (eta = 0.1, 3 steps: Cholesky
+    pivots 8e-6 and 6.5e-5 of the scale) before the differences."""
     from symdmft.deep.nonlinear_bias import BIAS_N
     res = sd.solve(sd.mlp(2, "tanh", 1.0), ONE, sd.TimeGrid(0.2, 1), bias=True, samples=2**12)
     assert res.f_bias.shape == (2, 1) and res.ntk_bias.shape == (2, 1, 1)
     assert "nonlinear_bias" in res.params["bias"]
     with pytest.raises(NotImplementedError, match=f"bias=True.*<= {BIAS_N}"):
         sd.solve(sd.mlp(2, "tanh", 1.0), ONE, sd.TimeGrid(0.1, BIAS_N), bias=True)
+    with pytest.raises(NotImplementedError, match="bias=True.*nearly singular"):
+        sd.solve(sd.mlp(2, "tanh", 1.0), ONE, sd.TimeGrid(0.1, 3), bias=True, samples=2**12)
 
 
 @pytest.fixture(scope="module")

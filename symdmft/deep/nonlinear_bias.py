@@ -16,7 +16,10 @@ point therefore uses the same Sobol points per layer (common random numbers) and
 root that is a smooth function of the source covariance without reordering
 (``site_action.cholesky_root``, ``sort=False``; the default eigenvector root, sorted by
 variance, can rotate or swap columns between nearby covariances); a shift that changed a
-covariance's rank would change the rule's dimension and is refused. The differences then
+covariance's rank would change the rule's dimension and is refused. A root amplifies the
+sampling error like 1/sqrt(pivot), and the pivots fall like (eta gamma0)^(2k) over k steps:
+covariances with a pivot below PIVOT_MIN are refused before the differences
+(``check_conditioning``; docs/deep_fluctuations.md has the measurements and what was tried). The differences then
 carry truncation ~eps^2 and rounding ~1e-16 / eps; the Sobol error of the averages, ~1% at
 16384 sites on the propagator (``deep.rich.PROPAGATOR_SITES``), remains. A shift of one
 coordinate changes the inputs of one or two layers (f: all, through the training signal);
@@ -29,12 +32,19 @@ import numpy as np
 from .linear_action import theory_form
 from .linear_tangents import _Layout
 from .mean_shift import dense_divergence, shift_observables
+from .linear_tangents import saddle_geometry
 from .propagator import action_hessian, check_inputs
 from .site_action import cholesky_root
 
 # Central-difference step on the order parameters (entries O(1); the source covariances'
 # smallest Cholesky pivots are ~1e-3 of them at n <= 8, so the step stays far inside).
 EPS = 1e-6
+# The smallest Cholesky pivot (relative to the covariance's scale) of a source covariance
+# that is an order parameter: below it the differences through the root are refused. The
+# pivots fall like (eta gamma0)^(2k) over k steps; a root amplifies the sampling error like
+# 1/sqrt(pivot). Checked against trained nets down to 4.3e-4 and 1.1e-4 (tests and docs);
+# tanh L = 2, eta = 0.1, 3 steps has 8e-6, where a shift of eps dropped a direction.
+PIVOT_MIN = 1e-4
 # sd.solve(bias=True) for deep nonlinear nets while (steps+1) P_all is at most this, with
 # BIAS_SITES Sobol sites per layer (tanh L = 2, n = 4: 13 s; the corrections differ from
 # those at 16384 sites by <= 3e-3 on a scale of 0.16, and at t = 0 from the exact values by
@@ -56,6 +66,7 @@ def nonlinear_mean_correction(net, data, grid, saddle, samples: int = BIAS_SITES
     from ..runtime.samplers import make_rule
     g0, T1, Pa = net.gamma0, grid.steps + 1, data.P_all
     lay = _Layout(saddle.L, T1 * Pa)
+    check_conditioning(saddle, grid.eta, data.P)
     dims = {}
 
     def rule_for(l, dim):
@@ -81,3 +92,25 @@ def nonlinear_mean_correction(net, data, grid, saddle, samples: int = BIAS_SITES
     shift = np.zeros(lay.size)
     shift[tf["q"]] = R @ div
     return shift_observables(saddle, lay, shift, Sigma, tf["q"]), Sigma, tf["q"]
+
+
+def check_conditioning(saddle, eta: float, P: int) -> None:
+    """NotImplementedError, before the differences, where a source covariance that is an order
+    parameter (Phi^{l-1} of layer l >= 2, G^{l+1} of layer l < L) has a kept Cholesky pivot
+    below PIVOT_MIN of its scale."""
+    Phi, G = saddle_geometry(saddle, eta, P)[:2]
+    L = saddle.L
+    for l in range(1, L + 1):
+        for name, M, used in ((f"Phi^{l - 1}", Phi[l - 1], l > 1), (f"G^{l + 1}", G[l], l < L)):
+            if not used:
+                continue
+            U = cholesky_root(M)
+            pivot = float(np.min(U[np.argmax(U != 0.0, axis=0), np.arange(U.shape[1])] ** 2))
+            pivot /= max(1.0, float(np.max(np.abs(M))))
+            if pivot < PIVOT_MIN:
+                raise NotImplementedError(
+                    f"bias=True: the source covariance {name} of layer {l} is nearly singular (smallest "
+                    f"Cholesky pivot {pivot:.1e} of its scale, below {PIVOT_MIN:g}); the mean correction "
+                    f"differentiates site averages through its root, which amplifies their sampling "
+                    f"error like 1/sqrt(pivot). The pivots fall like (eta gamma0)^(2k) over k steps: "
+                    f"fewer steps or larger eta gamma0 keep them up (deep.nonlinear_bias)")
