@@ -19,9 +19,9 @@ variance, can rotate or swap columns between nearby covariances); a shift that c
 covariance's rank would change the rule's dimension and is refused. A root amplifies the
 sampling error like 1/sqrt(pivot), and the pivots fall like (eta gamma0)^(2k) over k steps:
 covariances with a pivot below PIVOT_MIN are refused before the differences
-(``check_conditioning``; docs/deep_fluctuations.md has the measurements and what was tried). The differences then
-carry truncation ~eps^2 and rounding ~1e-16 / eps; the Sobol error of the averages, ~1% at
-16384 sites on the propagator (``deep.rich.PROPAGATOR_SITES``), remains. A shift of one
+(``check_conditioning``; docs/deep_fluctuations.md has the measurements and what was
+tried). The differences then carry truncation ~eps^2 and rounding ~1e-16 / eps; the Sobol
+error of the averages remains (module constants). A shift of one
 coordinate changes the inputs of one or two layers (f: all, through the training signal);
 the others are reused. Cost: 2 |q'| layer Hessians, |q'| ~ (4L - 1) n^2.
 """
@@ -30,25 +30,24 @@ from __future__ import annotations
 import numpy as np
 
 from .linear_action import theory_form
-from .linear_tangents import _Layout
+from .linear_tangents import _Layout, saddle_geometry
 from .mean_shift import dense_divergence, shift_observables
-from .linear_tangents import saddle_geometry
 from .propagator import action_hessian, check_inputs
 from .site_action import cholesky_root
 
 # Central-difference step on the order parameters (entries O(1); the source covariances'
-# smallest Cholesky pivots are ~1e-3 of them at n <= 8, so the step stays far inside).
+# Cholesky pivots are kept >= PIVOT_MIN = 100 eps of their scale, so the step stays inside).
 EPS = 1e-6
 # The smallest Cholesky pivot (relative to the covariance's scale) of a source covariance
 # that is an order parameter: below it the differences through the root are refused. The
 # pivots fall like (eta gamma0)^(2k) over k steps; a root amplifies the sampling error like
-# 1/sqrt(pivot). Checked against trained nets down to 4.3e-4 and 1.1e-4 (tests and docs);
+# 1/sqrt(pivot). Checked against trained nets at 4.3e-4 (tests/test_deep_nonlinear_bias.py);
 # tanh L = 2, eta = 0.1, 3 steps has 8e-6, where a shift of eps dropped a direction.
 PIVOT_MIN = 1e-4
 # sd.solve(bias=True) for deep nonlinear nets while (steps+1) P_all is at most this, with
 # BIAS_SITES Sobol sites per layer (tanh L = 2, n = 4: 13 s; the corrections differ from
 # those at 16384 sites by <= 3e-3 on a scale of 0.16, and at t = 0 from the exact values by
-# <= 4% (tests/test_deep_nonlinear_bias.py)).
+# <= 1e-3 on a scale of 0.05: tests/test_deep_nonlinear_bias.py).
 BIAS_N = 6
 BIAS_SITES = 4096
 

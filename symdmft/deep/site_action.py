@@ -121,6 +121,7 @@ CHUNK_BYTES = 2**28
 
 
 def default_chunk(n: int) -> int:
+    """Sites per chunk for n = (steps+1) P_all (``CHUNK_BYTES``)."""
     return int(max(1, min(64, CHUNK_BYTES // (8 * 4 * n**4))))
 
 
