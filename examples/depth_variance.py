@@ -13,8 +13,8 @@ Writes depth_variance.png (about 30 s on 2 cores).
 
 ``python examples/depth_variance.py depth_variance_tanh.png tanh``: the same for a deep tanh
 network (L = 3, 10 steps of eta = 0.2, so t = 2 again), theory from the dense site-average
-propagator (deep.propagator, 8192 Sobol sites per layer; about 3 min per gamma0 on 2 busy
-cores). Measured (N = 256, E = 1000, sampling error 4.5%): the NTK within 2% of theory, layer 1
+propagator (deep.propagator, 8192 Sobol sites per layer; about 25 s per gamma0 on 2 cores,
+3 min before the fused site jets of 2026-11-30). Measured (N = 256, E = 1000, sampling error 4.5%): the NTK within 2% of theory, layer 1
 within 3%, layers 2 and 3 within 10% (two sampling errors); the SNR rises with gamma0 in every
 layer, fastest in the last, while the variances fall slowly (no accumulation with depth at
 t = 2 for tanh, unlike the linear net).
