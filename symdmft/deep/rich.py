@@ -80,7 +80,8 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     and resume from them (``solve_linear_matrix_free``); sampled nets do not use it.
     ``bias=True``: the O(1/N) mean corrections ``f_bias``, ``kernels_bias`` (deep linear nets
     with (steps+1) P_all <= linear_bias.DENSE_N, ``deep.linear_bias``; smooth nonlinear nets
-    with (steps+1) P_all <= nonlinear_bias.BIAS_N, ``deep.nonlinear_bias``).
+    with (steps+1) P_all <= nonlinear_bias.BIAS_N whose source covariances stay well
+    conditioned, in practice the first 1-3 steps, ``deep.nonlinear_bias``).
     """
     _check_inputs(net, data, grid, samples, seed, sampler, "full")
     if bias:
