@@ -39,7 +39,7 @@ from .linear_operator import ActionOperator
 from .linear_propagator import site_kappa
 from .linear_rich import check_linear_inputs, solve_linear_rich
 from .linear_tangents import _Layout, _saddle_tangents, saddle_jacobian
-from .mean_shift import at_point, dense_divergence, flatten, shift_observables
+from .mean_shift import dense_divergence, divergence, shift_observables
 
 # Central-difference step on the order parameters (entries O(1)): see the module docstring.
 EPS = 1e-5
@@ -96,21 +96,15 @@ def _divergence(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term):
     scale * (H z)[hat] = (I - D') a + kappa' b; a = -Sigma e_k / 2 (the constant I Sigma e_k / 2
     drops out of the derivative), b = R^T e_k."""
     q, hat, scale = tf["q"], tf["hat"], tf["scale"]
-    v0 = flatten(res, lay)
-    div = np.zeros(q.size)
-    for k in range(q.size):
+
+    def column_at(point, k):
         z = np.zeros(lay.size + _w_size(lay))
         z[q] = -0.5 * Sigma[:, k]
         if noise_term:
             z[hat] += scale * R[k]
-        sides = []
-        for sign in (1.0, -1.0):
-            v = v0.copy()
-            v[q[k]] += sign * eps
-            op = ActionOperator(at_point(res, lay, v), net.gamma0, eta, P, center=net.center)
-            sides.append(scale * _apply_flat(op, lay, z)[hat])
-        div += (sides[0] - sides[1]) / (2 * eps)
-    return div
+        op = ActionOperator(point, net.gamma0, eta, P, center=net.center)
+        return scale * _apply_flat(op, lay, z)[hat]
+    return divergence(column_at, res, lay, q, eps)
 
 
 def _divergence_dense(res, lay, net, P, eta, tf, Sigma, R, eps, noise_term):

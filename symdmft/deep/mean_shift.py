@@ -6,10 +6,11 @@ With the propagator Sigma and the response R = (I - D')^{-1} at the saddle, in T
 
     N (E q' - q'_inf) = R div,   div = sum_k d/dq'_k of column k of 1/2 D'(q') Sigma + kappa'(q') R^T,
 
-with Sigma and R held fixed. ``dense_divergence`` takes the derivatives by central
-differences of theory-form blocks rebuilt at q'* +- eps e_k (any activation: the blocks come
-from a callback); ``shift_observables`` turns the shift into f's, the kernels' and the NTK's
-corrections.
+with Sigma and R held fixed. ``divergence`` takes the derivatives by central differences at
+q'* +- eps e_k of any column (``deep.linear_bias``: products with the matrix-free operator);
+``dense_divergence`` of columns from theory-form blocks rebuilt there (any activation: the
+blocks come from a callback); ``shift_observables`` turns the shift into f's, the kernels'
+and the NTK's corrections.
 """
 from __future__ import annotations
 
@@ -41,22 +42,30 @@ def at_point(res, lay: _Layout, v: np.ndarray):
     return dataclasses.replace(res, f=u["f"].reshape(T1, Pa).copy(), **two_time)
 
 
-def dense_divergence(blocks_at, res, lay: _Layout, tf: dict, Sigma, R, eps: float, noise_term: bool = True):
-    """sum_k d/dq'_k of column k of 1/2 D'(q') Sigma + kappa'(q') R^T (module docstring) by
-    central differences: ``blocks_at(point)`` returns the theory-form blocks (``I_minus_D``,
-    ``kappa``) at a copy of ``res`` holding other order parameters. ``noise_term=False``
-    drops kappa' (the ablation keeping the curvature 1/2 F''[Sigma] only)."""
-    q, v0 = tf["q"], flatten(res, lay)
+def divergence(column_at, res, lay: _Layout, q, eps: float):
+    """sum_k d/dq'_k of ``column_at(point, k)`` by central differences at q'* +- eps e_k, each
+    ``point`` a copy of ``res`` holding the shifted order parameters (q: indices of q' in v)."""
+    v0 = flatten(res, lay)
     div = np.zeros(q.size)
     for k in range(q.size):
         sides = []
         for sign in (1.0, -1.0):
             v = v0.copy()
             v[q[k]] += sign * eps
-            tk = blocks_at(at_point(res, lay, v))
-            sides.append(-0.5 * tk["I_minus_D"] @ Sigma[:, k] + (tk["kappa"] @ R[k] if noise_term else 0.0))
+            sides.append(column_at(at_point(res, lay, v), k))
         div += (sides[0] - sides[1]) / (2 * eps)
     return div
+
+
+def dense_divergence(blocks_at, res, lay: _Layout, tf: dict, Sigma, R, eps: float, noise_term: bool = True):
+    """The divergence of column k of 1/2 D'(q') Sigma + kappa'(q') R^T (module docstring), with
+    ``blocks_at(point)`` returning the theory-form blocks (``I_minus_D``, ``kappa``) there.
+    ``noise_term=False`` drops kappa' (the ablation keeping the curvature 1/2 F''[Sigma] only);
+    the constant I Sigma e_k / 2 drops out of the derivative."""
+    def column_at(point, k):
+        tk = blocks_at(point)
+        return -0.5 * tk["I_minus_D"] @ Sigma[:, k] + (tk["kappa"] @ R[k] if noise_term else 0.0)
+    return divergence(column_at, res, lay, tf["q"], eps)
 
 
 def shift_observables(res, lay, shift, Sigma, q):
