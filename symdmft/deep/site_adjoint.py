@@ -1,0 +1,154 @@
+"""Reverse-mode derivatives of one deep layer's site averages (THEORY.md §3, deep nets).
+
+The matrix-free propagator of nonlinear nets needs ``D'^T u``: the cotangent that a weighting
+``u`` of a layer's outputs puts on the layer's inputs. This module computes it exactly for the
+sampled site process, per site with the dense site Jacobian; it is the reference that faster
+(time-sliced, low-rank) versions are checked against, and it already scales as O(sites n^3),
+not as the dense Hessian's O(n^4) entries.
+
+The site (``deep.site_jets``): x = (h, z) solves x - gamma0 K(x) = s, s = (u, r) its sources,
+K(x) = (C g, E phi(h)), g = phi'(h) z; at a causal point J = I - gamma0 K'(x) is unit lower
+triangular in time and M = J^{-1} = dx/ds. The outputs, site averages with weights w_s:
+
+    Phi = <phi phi^T>,  G = <g g^T>,  f = <z phi> / gamma0 (the last layer),
+    A = <d phi / d r> (gamma0 A^l), B = <d g / d u> (gamma0 B^{l-1}, equal-time part included).
+
+For cotangents (Phi_, G_, f_, A_, B_) each site contributes the scalar
+O = O1(x) + tr(Q^T M), with O1 the kernel and prediction terms and Q (x by s) the response
+weights: Q_hr = diag(phi') A_, Q_hu = diag(phi'' z) B_, Q_zu = diag(phi') B_. With
+dM = -M dJ M, tr(Q^T dM) = -<Gamma, dJ>, Gamma = M^T Q M^T, and J depends on x (through
+phi', phi'' z) and on C, E explicitly. Collecting:
+
+    x_ = dO1/dx + (dQ/dx) : M + gamma0 [the colsums of C o Gamma_hh, C o Gamma_hz, E o Gamma_zh
+                                        weighted by phi''' z, phi'', phi'' (h) and phi'' (z)]
+    lambda = M^T x_                           (the cotangent of the site's sources)
+    C_ = gamma0 <lambda_u g^T> + gamma0 <Gamma_hh diag(phi'' z) + Gamma_hz diag(phi')>
+    E_ = gamma0 <lambda_r phi^T> + gamma0 <Gamma_zh diag(phi')>
+
+(a memory entry C_ij shifts the source u_i by gamma0 g_j, and also enters J). Only the causal
+entries of C_, E_ are derivatives of the outputs; the others are returned as computed, and
+are what the anti-causal (conjugate) directions of the action see (``deep.site_action``).
+tests/test_site_adjoint.py checks everything against central differences of the layer map of
+the saddle solver (``rich_site`` paths, ``rich_responses`` sweeps) and against the memory
+columns of ``site_action.layer_hessian``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .site_jets import forward
+
+
+@dataclass(eq=False)
+class LayerOutputs:
+    """One layer's site averages (n = (steps+1) P_all, index t P_all + mu)."""
+    Phi: np.ndarray     # (n, n)
+    G: np.ndarray       # (n, n)
+    f: np.ndarray       # (n,)  <z phi> / gamma0, centred when asked
+    A: np.ndarray       # (n, n) <d phi_i / d r_j>
+    B: np.ndarray       # (n, n) <d g_i / d u_j>
+
+
+@dataclass(eq=False)
+class LayerCotangent:
+    """The derivatives of sum_s w_s O_s: memories (n, n) each, and per site its sources (S, 2n)."""
+    C: np.ndarray
+    E: np.ndarray
+    sources: np.ndarray
+
+
+def center_f(f: np.ndarray, Pa: int) -> np.ndarray:
+    """f(t) - f(0) on the flat index t Pa + mu."""
+    return f - np.tile(f[:Pa], f.size // Pa)
+
+
+def center_f_cotangent(f_bar: np.ndarray, Pa: int) -> np.ndarray:
+    """The transpose of ``center_f``: the t = 0 entries pay for every later step."""
+    out = f_bar.copy()
+    out[:Pa] -= f_bar.reshape(-1, Pa).sum(axis=0)
+    return out
+
+
+class SiteState:
+    """Fields, derivatives of phi and the site Jacobian's inverse for a chunk of sites."""
+
+    def __init__(self, u, r, C, E, g0, Pa, phis):
+        S, n = u.shape
+        self.h, self.z = forward(u, r, C, E, g0, Pa, phis)
+        self.p = [f(self.h) for f in phis[:4]]
+        p, z = self.p, self.z
+        J = np.broadcast_to(np.eye(2 * n), (S, 2 * n, 2 * n)).copy()
+        J[:, :n, :n] -= g0 * C[None] * (p[2] * z)[:, None, :]
+        J[:, :n, n:] -= g0 * C[None] * p[1][:, None, :]
+        J[:, n:, :n] -= g0 * E[None] * p[1][:, None, :]
+        self.M = np.linalg.inv(J)                              # (S, 2n x, 2n s)
+        self.n, self.g0 = n, g0
+
+    @property
+    def g(self):
+        return self.p[1] * self.z
+
+    def responses(self):
+        """Per site d phi / d r and d g / d u, (S, n, n) each."""
+        n, M, p, z = self.n, self.M, self.p, self.z
+        dphi_dr = p[1][:, :, None] * M[:, :n, n:]
+        dg_du = (p[2] * z)[:, :, None] * M[:, :n, :n] + p[1][:, :, None] * M[:, n:, :n]
+        return dphi_dr, dg_du
+
+
+def layer_outputs(u, r, C, E, g0, Pa, phis, wt, center=False) -> LayerOutputs:
+    """The site averages of one layer for sources u, r (S, n) with weights wt (S,)."""
+    st = SiteState(u, r, C, E, g0, Pa, phis)
+    phi, g = st.p[0], st.g
+    dphi_dr, dg_du = st.responses()
+    f = wt @ (st.z * phi) / g0
+    return LayerOutputs(Phi=(phi * wt[:, None]).T @ phi, G=(g * wt[:, None]).T @ g,
+                        f=center_f(f, Pa) if center else f,
+                        A=np.tensordot(wt, dphi_dr, axes=1), B=np.tensordot(wt, dg_du, axes=1))
+
+
+def layer_vjp(u, r, C, E, g0, Pa, phis, wt, bars: dict, center=False) -> LayerCotangent:
+    """The cotangent of (C, E, sources) for output cotangents ``bars`` (module docstring).
+
+    ``bars`` may hold 'Phi', 'G', 'A', 'B' (n, n) and 'f' (n,); missing ones are zero. ``C``,
+    ``E`` are the memories without gamma0 (h = u + gamma0 C g), causal.
+    """
+    S, n = u.shape
+    st = SiteState(u, r, C, E, g0, Pa, phis)
+    p, z, M = st.p, st.z, st.M
+    phi, g = p[0], st.g
+    zero = np.zeros((n, n))
+    Phi_, G_, A_, B_ = (bars.get(k, zero) for k in ("Phi", "G", "A", "B"))
+    f_ = bars.get("f", np.zeros(n))
+    if center:
+        f_ = center_f_cotangent(f_, Pa)
+    # dO1/dx: kernels and the prediction
+    phi_ = phi @ (Phi_ + Phi_.T) + f_ * z / g0
+    g_ = g @ (G_ + G_.T)
+    xh = p[1] * phi_ + p[2] * z * g_
+    xz = p[1] * g_ + f_ * phi / g0
+    # (dQ/dx) : M, the response weights' own dependence on the path
+    Mhu, Mhr, Mzu = M[:, :n, :n], M[:, :n, n:], M[:, n:, :n]
+    rA = np.einsum("ij,sij->si", A_, Mhr)
+    rBh = np.einsum("ij,sij->si", B_, Mhu)
+    rBz = np.einsum("ij,sij->si", B_, Mzu)
+    xh += p[2] * rA + p[3] * z * rBh + p[2] * rBz
+    xz += p[2] * rBh
+    # -<Gamma, dJ>: Gamma = M^T Q M^T
+    Q = np.zeros((S, 2 * n, 2 * n))
+    Q[:, :n, :n] = (p[2] * z)[:, :, None] * B_
+    Q[:, n:, :n] = p[1][:, :, None] * B_
+    Q[:, :n, n:] = p[1][:, :, None] * A_
+    MT = M.transpose(0, 2, 1)
+    Gam = MT @ Q @ MT
+    Ghh, Ghz, Gzh = Gam[:, :n, :n], Gam[:, :n, n:], Gam[:, n:, :n]
+    cA = np.einsum("ab,sab->sb", C, Ghh)
+    xh += g0 * (p[3] * z * cA + p[2] * np.einsum("ab,sab->sb", C, Ghz) + p[2] * np.einsum("ab,sab->sb", E, Gzh))
+    xz += g0 * p[2] * cA
+    lam = np.einsum("sxa,sx->sa", M, np.concatenate([xh, xz], axis=1))
+    wl = lam * wt[:, None]
+    C_ = g0 * (wl[:, :n].T @ g + np.einsum("s,sab,sb->ab", wt, Ghh, p[2] * z) + np.einsum("s,sab,sb->ab", wt, Ghz, p[1]))
+    E_ = g0 * (wl[:, n:].T @ phi + np.einsum("s,sab,sb->ab", wt, Gzh, p[1]))
+    return LayerCotangent(C=C_, E=E_, sources=wl)
