@@ -1,4 +1,6 @@
-"""The adjoint of one deep layer's site averages (symdmft.deep.site_adjoint, THEORY.md §3).
+"""Per-site derivatives of one deep layer for the matrix-free nonlinear propagator (THEORY.md §3):
+the adjoint of the site averages (symdmft.deep.site_adjoint), the source-covariance cotangent
+by Price (site_price) and the noise form kappa' (site_noise).
 
 Two references, each computed along another code path:
 
@@ -14,8 +16,10 @@ import pytest
 import symdmft as sd
 from symdmft.deep.rich_responses import site_response
 from symdmft.deep.rich_site import LayerPaths
-from symdmft.deep.site_action import layer_hessian, truncated_root
-from symdmft.deep.site_adjoint import layer_outputs, layer_vjp
+from symdmft.deep.site_action import layer_hessian, layer_source_rule, truncated_root
+from symdmft.deep.site_adjoint import SiteState, layer_outputs, layer_vjp
+from symdmft.deep.site_noise import layer_noise
+from symdmft.deep.site_price import price_cotangents
 from symdmft.runtime.samplers import make_rule
 
 G0 = 1.3
@@ -124,3 +128,59 @@ def test_vjp_equals_the_dense_layer_hessians_memory_columns():
     ref = np.concatenate([Uc.ravel(), Ue.ravel()]) @ H[mem, mem][:, causal]
     got = G0 * flat(layer_vjp(u, r, C, E, G0, 2, PHIS, wt, {"B": Uc.T, "A": Ue.T}, center=True))
     assert np.max(np.abs(got - ref)) <= 1e-12 * np.max(np.abs(ref))
+
+
+def _dense_case(seed=2, sites=256):
+    """A random causal layer, its dense Hessian (all blocks) and the same sites."""
+    rng, strict, weak, C, E, _, _, _ = _problem(2, 3, seed)
+    n = C.shape[0]
+    X, Y = (B @ B.T / n for B in rng.standard_normal((2, n, n)))
+    make = lambda dim: make_rule(dim, sites, 0, "qmc")  # noqa: E731
+    H = layer_hessian(PHIS, G0, X, Y, C, E, 2, make, center=True)
+    U, rule = layer_source_rule(X, Y, make)
+    s = rule.zeta @ U.T
+    return rng, strict, weak, C, E, s[:, :n], s[:, n:], rule.weights, H
+
+
+def test_price_cotangents_equal_the_dense_source_covariance_blocks():
+    """Price's theorem with the third source jets: for each output kind, the cotangent of X and
+    Y equals minus the dense w-X (w-Y) block applied to the bars, and for anti-causal memory
+    directions gamma0 times it equals their theta-X (theta-Y) block. Same jets, same sites:
+    equal to rounding (measured 4e-16 on entries ~0.5); bound 1e-12 relative."""
+    rng, strict, weak, C, E, u, r, wt, H = _dense_case()
+    n = C.shape[0]
+    m = 2 * n * n + n
+    blocks = {"u": slice(m, m + n * n), "r": slice(m + n * n, m + 2 * n * n)}
+    mem = slice(m + 2 * n * n, None)
+    for key, off, size in (("Phi", 0, n * n), ("G", n * n, n * n), ("f", 2 * n * n, n)):
+        bar = rng.standard_normal((n, n) if key != "f" else n)
+        got = price_cotangents(u, r, C, E, G0, 2, PHIS, wt, {key: bar}, center=True)
+        for kind, cols in blocks.items():
+            ref = -bar.ravel() @ H[off:off + size, cols]
+            assert np.max(np.abs(got[kind].ravel() - ref)) <= 1e-12 * np.max(np.abs(ref)), (key, kind)
+    Uc, Ue = rng.standard_normal((n, n)) * ~strict, rng.standard_normal((n, n)) * ~weak
+    got = price_cotangents(u, r, C, E, G0, 2, PHIS, wt, {"B": Uc.T, "A": Ue.T}, center=True)
+    for kind, cols in blocks.items():
+        ref = np.concatenate([Uc.ravel(), Ue.ravel()]) @ H[mem, cols]
+        assert np.max(np.abs(G0 * got[kind].ravel() - ref)) <= 1e-12 * np.max(np.abs(ref)), kind
+
+
+def test_noise_form_equals_the_dense_conjugate_blocks():
+    """kappa' on (w, anti-causal theta) directions by Var(a') + <a''> (deep.site_noise: no Price,
+    no third jets) equals the dense Hessian's w-w, w-theta and theta-theta blocks, for pairs of
+    directions and for the kernel and memory parts alone. Rounding (measured 7e-15 on entries
+    ~20); bound 1e-12 relative."""
+    rng, strict, weak, C, E, u, r, wt, H = _dense_case()
+    n = C.shape[0]
+    m = 2 * n * n + n
+    keep = np.r_[0:m, m + 2 * n * n:H.shape[0]]
+    Hc = H[np.ix_(keep, keep)]
+    st = SiteState(u, r, C, E, G0, 2, PHIS)
+    dirs = [dict(Phi=rng.standard_normal((n, n)), G=rng.standard_normal((n, n)), f=rng.standard_normal(n),
+                 C=rng.standard_normal((n, n)) * ~strict, E=rng.standard_normal((n, n)) * ~weak) for _ in range(3)]
+    zero = lambda d, keys: {k: 0 * v if k in keys else v for k, v in d.items()}  # noqa: E731
+    for part in (dirs, [zero(d, "CE") for d in dirs], [zero(d, ("Phi", "G", "f")) for d in dirs]):
+        V = np.array([np.concatenate([d["Phi"].ravel(), d["G"].ravel(), d["f"], d["C"].ravel(), d["E"].ravel()])
+                      for d in part])
+        ref = V @ Hc @ V.T
+        assert np.max(np.abs(layer_noise(st, part, wt, 2, center=True) - ref)) <= 1e-12 * np.max(np.abs(ref))

@@ -64,6 +64,20 @@ def cholesky_root(M: np.ndarray, rtol: float = 1e-12) -> np.ndarray:
     return U[:, np.any(U != 0.0, axis=0)]
 
 
+def layer_source_rule(X, Y, make_rule, root=truncated_root, sort=True):
+    """(U, rule): the sources of a layer's site averages are (u, r) = U zeta, zeta the rule's
+    standard normals of dimension rank(X) + rank(Y), U (2n, dim) block-diagonal with factors
+    ``root(X)``, ``root(Y)``. ``sort``: the largest-variance directions on the first
+    (best-distributed) Sobol coordinates; False keeps the root's order."""
+    n = X.shape[0]
+    Ux, Uy = root(X), root(Y)
+    U = np.zeros((2 * n, Ux.shape[1] + Uy.shape[1]))
+    U[:n, :Ux.shape[1]], U[n:, Ux.shape[1]:] = Ux, Uy
+    if sort:
+        U = U[:, np.argsort(-np.sum(U * U, axis=0), kind="stable")]
+    return U, make_rule(U.shape[1])
+
+
 def _center_f(x, Pa, center):
     """The output is f(t) - f(0) when centred: psi_f(t, mu) - psi_f(0, mu) along axis 1."""
     if not center:
@@ -141,12 +155,7 @@ def layer_hessian(phis, g0, X, Y, C, E, Pa, make_rule, center=False, chunk=None,
     """
     n = X.shape[0]
     chunk = chunk or default_chunk(n)
-    Ux, Uy = root(X), root(Y)
-    U = np.zeros((2 * n, Ux.shape[1] + Uy.shape[1]))         # (u, r) = U zeta
-    U[:n, :Ux.shape[1]], U[n:, Ux.shape[1]:] = Ux, Uy
-    if sort:  # the largest-variance directions on the first (best-distributed) Sobol coordinates
-        U = U[:, np.argsort(-np.sum(U * U, axis=0), kind="stable")]
-    rule = make_rule(U.shape[1])
+    U, rule = layer_source_rule(X, Y, make_rule, root, sort)
     m, M = 2 * n * n + n, 2 * n * n
     field, source = _memory_index(n)
     nf = 2 * n                                                # fields F = (g, phi(h)); sources (u, r)

@@ -84,46 +84,48 @@ class SiteState:
         J[:, :n, n:] -= g0 * C[None] * p[1][:, None, :]
         J[:, n:, :n] -= g0 * E[None] * p[1][:, None, :]
         self.M = np.linalg.inv(J)                              # (S, 2n x, 2n s)
-        self.n, self.g0 = n, g0
+        self.n, self.g0, self.C, self.E = n, g0, C, E
 
     @property
     def g(self):
         return self.p[1] * self.z
 
+    def field_jacobian(self):
+        """K = d(g, phi(h)) / d(u, r) per site, (S, 2n, 2n): the fields F the memories act through."""
+        n, M, p, z = self.n, self.M, self.p, self.z
+        dg = (p[2] * z)[:, :, None] * M[:, :n] + p[1][:, :, None] * M[:, n:]
+        return np.concatenate([dg, p[1][:, :, None] * M[:, :n]], axis=1)
+
     def responses(self):
         """Per site d phi / d r and d g / d u, (S, n, n) each."""
-        n, M, p, z = self.n, self.M, self.p, self.z
-        dphi_dr = p[1][:, :, None] * M[:, :n, n:]
-        dg_du = (p[2] * z)[:, :, None] * M[:, :n, :n] + p[1][:, :, None] * M[:, n:, :n]
-        return dphi_dr, dg_du
+        n = self.n
+        K = self.field_jacobian()
+        return K[:, n:, n:], K[:, :n, :n]
 
 
-def layer_outputs(u, r, C, E, g0, Pa, phis, wt, center=False) -> LayerOutputs:
-    """The site averages of one layer for sources u, r (S, n) with weights wt (S,)."""
-    st = SiteState(u, r, C, E, g0, Pa, phis)
-    phi, g = st.p[0], st.g
-    dphi_dr, dg_du = st.responses()
-    f = wt @ (st.z * phi) / g0
-    return LayerOutputs(Phi=(phi * wt[:, None]).T @ phi, G=(g * wt[:, None]).T @ g,
-                        f=center_f(f, Pa) if center else f,
-                        A=np.tensordot(wt, dphi_dr, axes=1), B=np.tensordot(wt, dg_du, axes=1))
-
-
-def layer_vjp(u, r, C, E, g0, Pa, phis, wt, bars: dict, center=False) -> LayerCotangent:
-    """The cotangent of (C, E, sources) for output cotangents ``bars`` (module docstring).
-
-    ``bars`` may hold 'Phi', 'G', 'A', 'B' (n, n) and 'f' (n,); missing ones are zero. ``C``,
-    ``E`` are the memories without gamma0 (h = u + gamma0 C g), causal.
-    """
-    S, n = u.shape
-    st = SiteState(u, r, C, E, g0, Pa, phis)
-    p, z, M = st.p, st.z, st.M
-    phi, g = p[0], st.g
+def _unpack(bars, n, Pa, center):
     zero = np.zeros((n, n))
     Phi_, G_, A_, B_ = (bars.get(k, zero) for k in ("Phi", "G", "A", "B"))
     f_ = bars.get("f", np.zeros(n))
-    if center:
-        f_ = center_f_cotangent(f_, Pa)
+    return Phi_, G_, A_, B_, center_f_cotangent(f_, Pa) if center else f_
+
+
+def site_values(st: SiteState, bars: dict, Pa: int, center=False) -> np.ndarray:
+    """O per site (S,): the outputs' integrands paired with ``bars``."""
+    Phi_, G_, A_, B_, f_ = _unpack(bars, st.n, Pa, center)
+    phi, g = st.p[0], st.g
+    dphi_dr, dg_du = st.responses()
+    return (np.einsum("sa,ab,sb->s", phi, Phi_, phi) + np.einsum("sa,ab,sb->s", g, G_, g)
+            + (st.z * phi) @ f_ / st.g0 + np.einsum("ij,sij->s", A_, dphi_dr) + np.einsum("ij,sij->s", B_, dg_du))
+
+
+def site_adjoint(st: SiteState, bars: dict, Pa: int, center=False):
+    """(lambda, Gamma) per site: lambda = dO/d(u, r) (S, 2n) and Gamma = M^T Q M^T (S, 2n, 2n),
+    whose blocks carry the memories' explicit part (module docstring)."""
+    n, g0, C, E = st.n, st.g0, st.C, st.E
+    p, z, M = st.p, st.z, st.M
+    phi, g = p[0], st.g
+    Phi_, G_, A_, B_, f_ = _unpack(bars, n, Pa, center)
     # dO1/dx: kernels and the prediction
     phi_ = phi @ (Phi_ + Phi_.T) + f_ * z / g0
     g_ = g @ (G_ + G_.T)
@@ -137,7 +139,7 @@ def layer_vjp(u, r, C, E, g0, Pa, phis, wt, bars: dict, center=False) -> LayerCo
     xh += p[2] * rA + p[3] * z * rBh + p[2] * rBz
     xz += p[2] * rBh
     # -<Gamma, dJ>: Gamma = M^T Q M^T
-    Q = np.zeros((S, 2 * n, 2 * n))
+    Q = np.zeros((z.shape[0], 2 * n, 2 * n))
     Q[:, :n, :n] = (p[2] * z)[:, :, None] * B_
     Q[:, n:, :n] = p[1][:, :, None] * B_
     Q[:, :n, n:] = p[1][:, :, None] * A_
@@ -148,7 +150,34 @@ def layer_vjp(u, r, C, E, g0, Pa, phis, wt, bars: dict, center=False) -> LayerCo
     xh += g0 * (p[3] * z * cA + p[2] * np.einsum("ab,sab->sb", C, Ghz) + p[2] * np.einsum("ab,sab->sb", E, Gzh))
     xz += g0 * p[2] * cA
     lam = np.einsum("sxa,sx->sa", M, np.concatenate([xh, xz], axis=1))
+    return lam, Gam
+
+
+def layer_outputs(u, r, C, E, g0, Pa, phis, wt, center=False) -> LayerOutputs:
+    """The site averages of one layer for sources u, r (S, n) with weights wt (S,)."""
+    st = SiteState(u, r, C, E, g0, Pa, phis)
+    phi, g = st.p[0], st.g
+    dphi_dr, dg_du = st.responses()
+    f = wt @ (st.z * phi) / g0
+    return LayerOutputs(Phi=(phi * wt[:, None]).T @ phi, G=(g * wt[:, None]).T @ g,
+                        f=center_f(f, Pa) if center else f,
+                        A=np.tensordot(wt, dphi_dr, axes=1), B=np.tensordot(wt, dg_du, axes=1))
+
+
+def layer_vjp(u, r, C, E, g0, Pa, phis, wt, bars: dict, center=False, state=None) -> LayerCotangent:
+    """The cotangent of (C, E, sources) for output cotangents ``bars`` (module docstring).
+
+    ``bars`` may hold 'Phi', 'G', 'A', 'B' (n, n) and 'f' (n,); missing ones are zero. ``C``,
+    ``E`` are the memories without gamma0 (h = u + gamma0 C g), causal. ``state``: a
+    ``SiteState`` of these sites to reuse.
+    """
+    n = u.shape[1]
+    st = state or SiteState(u, r, C, E, g0, Pa, phis)
+    p, phi, g = st.p, st.p[0], st.g
+    lam, Gam = site_adjoint(st, bars, Pa, center)
+    Ghh, Ghz, Gzh = Gam[:, :n, :n], Gam[:, :n, n:], Gam[:, n:, :n]
     wl = lam * wt[:, None]
-    C_ = g0 * (wl[:, :n].T @ g + np.einsum("s,sab,sb->ab", wt, Ghh, p[2] * z) + np.einsum("s,sab,sb->ab", wt, Ghz, p[1]))
+    C_ = g0 * (wl[:, :n].T @ g + np.einsum("s,sab,sb->ab", wt, Ghh, p[2] * st.z)
+               + np.einsum("s,sab,sb->ab", wt, Ghz, p[1]))
     E_ = g0 * (wl[:, n:].T @ phi + np.einsum("s,sab,sb->ab", wt, Gzh, p[1]))
     return LayerCotangent(C=C_, E=E_, sources=wl)

@@ -1,0 +1,175 @@
+"""Finite-width fluctuations of deep nonlinear nets without the dense Hessian (THEORY.md §3).
+
+In THEORY.md §3's coordinates (``linear_action.theory_form``: q' = kernels, f, A strictly
+causal, B causal; w' their conjugates, the anti-causal entries of B and A for A and B)
+
+    N Cov(c_a, c_b) = u_a kappa' u_b,     u = (I - D')^{-T} c,
+
+and both factors come from per-site derivatives of the layers' site averages:
+
+* ``NonlinearOperator.vjp``: D'^T y. Each layer's outputs (Phi^l, G^l, A^l, B^{l-1}, f) are
+  site averages given its inputs (memories C_l = A^{l-1} + W o Phi^{l-1}, E_l = B^l +
+  W o G^{l+1}, source covariances X_l = Phi^{l-1}, Y_l = G^{l+1}, W = eta Theta Delta(f)):
+  the memories' cotangent by the site adjoint (``deep.site_adjoint``), the covariances' by
+  Price's theorem (``deep.site_price``), then the chain rule back to q'.
+* ``backward``: (I - D')^T u = c by substitution, one group of q' at a time in the reverse
+  of the causal frontier's order (time slice k descending; within it f(k), the backward
+  chain G^l, B^{l-1} for l = 1..L, the forward chain Phi^l, A^l for l = L..1): a group's u is
+  final once every group that depends on it is done, and its D'^T adds only to earlier groups.
+* ``kappa``: u_a kappa' u_b summed over layers (``deep.site_noise``): the conjugate placement
+  of u is the linear one (``linear_operator._hat``), w on the kernels and f, and
+  -u(A^l)^T / gamma0^2, -u(B^{l-1})^T / gamma0^2 on the anti-causal memories E_l, C_l.
+
+Every layer uses the dense propagator's sites (same rule and source root), so the two agree
+to rounding (tests/test_nonlinear_matrix_free.py). This is the reference of the matrix-free
+structure, not yet a fast one: each group costs a layer VJP, O(sites n^3) with dense site
+Jacobians plus Price's third source jets, O(sites n^5) (docs/deep_fluctuations.md).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..runtime.samplers import make_rule
+from .linear_tangents import _Layout, saddle_geometry
+from .propagator import check_inputs, fill_fluctuations, observable_rows
+from .rich_result import RichResult
+from .site_action import layer_source_rule
+from .site_adjoint import SiteState, layer_vjp
+from .site_noise import layer_noise
+from .site_price import PriceJets
+
+
+@dataclass(eq=False)
+class _Layer:
+    X: np.ndarray
+    Y: np.ndarray
+    C: np.ndarray
+    E: np.ndarray
+    u: np.ndarray
+    r: np.ndarray
+    wt: np.ndarray
+    center: bool
+    state: SiteState
+    price: PriceJets | None  # for the source kinds whose covariance is an order parameter
+
+
+class NonlinearOperator:
+    """D'^T and kappa' of a deep nonlinear net at its saddle (a RichResult); vectors are dicts
+    over the names of ``_Layout`` ((n, n) arrays, f (n,))."""
+
+    def __init__(self, net, saddle: RichResult, grid, P: int, make_rule_for):
+        L, T1, Pa = saddle.L, saddle.t.size, saddle.f.shape[1]
+        n = T1 * Pa
+        self.L, self.T1, self.Pa, self.n = L, T1, Pa, n
+        self.g0, self.eta, self.phis = net.gamma0, grid.eta, net.numpy_derivatives(4)
+        self.lay = _Layout(L, n)
+        Phi, G, A, B, self.W, self.lower, self.train = saddle_geometry(saddle, grid.eta, P)
+        self.t_of = np.repeat(np.arange(T1), Pa)
+        self.strict = self.t_of[:, None] > self.t_of[None, :]
+        self.weak = self.t_of[:, None] >= self.t_of[None, :]
+        self.layers = []
+        for l in range(1, L + 1):
+            X, Y = Phi[l - 1], G[l]
+            C = ((A[l - 2] if l > 1 else 0.0) + X * self.W) * self.strict
+            E = ((B[l - 1] if l < L else 0.0) + Y * self.W) * self.weak
+            U, rule = layer_source_rule(X, Y, lambda dim, l=l: make_rule_for(l, dim))
+            s = rule.zeta @ U.T
+            u, r = s[:, :n], s[:, n:]
+            kinds, center = ("u",) * (l > 1) + ("r",) * (l < L), net.center and l == L
+            args = (u, r, C, E, self.g0, Pa, self.phis, rule.weights, center)
+            self.layers.append(_Layer(X, Y, C, E, u, r, rule.weights, center, SiteState(*args[:7]),
+                                      PriceJets(*args, kinds=kinds) if kinds else None))
+
+    def zeros(self) -> dict:
+        n = self.n
+        out = {name: np.zeros((n, n)) for name in self.lay.slices if name != "f"}
+        out["f"] = np.zeros(n)
+        return out
+
+    def vjp(self, y: dict) -> dict:
+        """D'^T y, on q' (A strictly causal, B causal)."""
+        L, g0 = self.L, self.g0
+        out = self.zeros()
+        for l, ly in enumerate(self.layers, start=1):
+            bars = {"Phi": y[f"Phi{l}"], "G": y[f"G{l}"]}
+            if l < L:
+                bars["A"] = y[f"A{l}"] / g0                   # A^l = <d phi / d r> / gamma0
+            if l > 1:
+                bars["B"] = y[f"B{l - 1}"] / g0
+            if l == L:
+                bars["f"] = y["f"]
+            if not any(np.any(b) for b in bars.values()):
+                continue
+            cot = layer_vjp(ly.u, ly.r, ly.C, ly.E, g0, self.Pa, self.phis, ly.wt, bars, ly.center, state=ly.state)
+            Cb, Eb = cot.C * self.strict, cot.E * self.weak
+            price = ly.price.cotangents(bars) if ly.price else {}
+            if l > 1:
+                out[f"A{l - 1}"] += Cb
+                out[f"Phi{l - 1}"] += Cb * self.W + price["u"]
+            if l < L:
+                out[f"B{l}"] += Eb
+                out[f"G{l + 1}"] += Eb * self.W + price["r"]
+            # W(t, s) = eta 1[s<t] Delta(s), dDelta = -df on training points
+            out["f"] += -self.eta * self.train * (np.einsum("ij,ij->j", Cb, ly.X * self.lower)
+                                                  + np.einsum("ij,ij->j", Eb, ly.Y * self.lower))
+        for l in range(1, L):
+            out[f"A{l}"] *= self.strict
+            out[f"B{l}"] *= self.weak
+        return out
+
+    def groups(self, k: int) -> list:
+        """The q' entries of time slice k in the causal frontier's order, as {name: mask}."""
+        L, t = self.L, self.t_of
+        on_slice = np.maximum(t[:, None], t[None, :]) == k
+        row = np.broadcast_to(t[:, None] == k, on_slice.shape)
+        out = []
+        for l in range(1, L + 1):
+            out.append({f"Phi{l}": on_slice, **({f"A{l}": row & self.strict} if l < L else {})})
+        for l in range(L, 0, -1):
+            out.append({f"G{l}": on_slice, **({f"B{l - 1}": row & self.weak} if l > 1 else {})})
+        out.append({"f": t == k})
+        return out
+
+    def backward(self, c: dict) -> dict:
+        """u = (I - D')^{-T} c by substitution (module docstring)."""
+        u = {name: np.array(v, dtype=float) for name, v in c.items()}
+        for k in range(self.T1 - 1, -1, -1):
+            for group in reversed(self.groups(k)):
+                y = self.zeros()
+                for name, mask in group.items():
+                    y[name] = u[name] * mask
+                for name, d in self.vjp(y).items():
+                    u[name] += d
+        return u
+
+    def directions(self, u: dict, l: int) -> dict:
+        """Layer l's conjugate direction of u (module docstring)."""
+        L, g2, zero = self.L, self.g0**2, np.zeros((self.n, self.n))
+        return {"Phi": u[f"Phi{l}"], "G": u[f"G{l}"], "f": u["f"] if l == L else np.zeros(self.n),
+                "C": -u[f"B{l - 1}"].T / g2 if l > 1 else zero, "E": -u[f"A{l}"].T / g2 if l < L else zero}
+
+    def kappa(self, us: list) -> np.ndarray:
+        """(k, k): u_a kappa' u_b."""
+        return sum(layer_noise(ly.state, [self.directions(u, l) for u in us], ly.wt, self.Pa, ly.center)
+                   for l, ly in enumerate(self.layers, start=1))
+
+
+def solve_nonlinear_matrix_free(net, data, grid, saddle: RichResult, samples: int = 2**14, seed: int = 0,
+                                sampler: str = "qmc", rule=None) -> RichResult:
+    """A copy of ``saddle`` with N Cov f and N Var of the equal-time kernels and the NTK, as
+    ``propagator.solve_deep_propagator`` (same arguments, same sites, same numbers to
+    rounding) but by adjoint substitution and kappa' products instead of the dense Hessian."""
+    check_inputs(net, data, grid, saddle, samples, seed, sampler)
+    make_rule_for = rule or (lambda l, dim: make_rule(dim, samples, seed + 7919 * l, sampler))
+    op = NonlinearOperator(net, saddle, grid, data.P, make_rule_for)
+    rows = observable_rows(saddle, op.lay)
+
+    def cov(O):
+        return op.kappa([op.backward(op.lay.unpack(o)) for o in O])
+    res = dataclasses.replace(saddle, params={**saddle.params, "propagator": "matrix-free deep nonlinear: "
+                                              "adjoint substitution with site-average VJPs, kappa' products",
+                                              "propagator_samples": samples})
+    return fill_fluctuations(res, rows, cov)
