@@ -143,23 +143,25 @@ def _dense_case(seed=2, sites=256):
 
 
 def test_price_cotangents_equal_the_dense_source_covariance_blocks():
-    """Price's theorem with the third source jets: for each output kind, the cotangent of X and
-    Y equals minus the dense w-X (w-Y) block applied to the bars, and for anti-causal memory
-    directions gamma0 times it equals their theta-X (theta-Y) block. Same jets, same sites:
-    equal to rounding (measured 4e-16 on entries ~0.5); bound 1e-12 relative."""
+    """Price's theorem by the O(n^3) source Hessian (deep.site_price): for each output kind, the
+    cotangent of X and Y equals minus the dense w-X (w-Y) block (third source jets) applied to
+    the bars, and for anti-causal memory directions gamma0 times it equals their theta-X
+    (theta-Y) block. Same sites: equal to rounding (measured 4e-16 on entries ~0.5); bound
+    1e-12 relative."""
     rng, strict, weak, C, E, u, r, wt, H = _dense_case()
+    state = SiteState(u, r, C, E, G0, 2, PHIS)
     n = C.shape[0]
     m = 2 * n * n + n
     blocks = {"u": slice(m, m + n * n), "r": slice(m + n * n, m + 2 * n * n)}
     mem = slice(m + 2 * n * n, None)
     for key, off, size in (("Phi", 0, n * n), ("G", n * n, n * n), ("f", 2 * n * n, n)):
         bar = rng.standard_normal((n, n) if key != "f" else n)
-        got = price_cotangents(u, r, C, E, G0, 2, PHIS, wt, {key: bar}, center=True)
+        got = price_cotangents(state, {key: bar}, wt, 2, center=True)
         for kind, cols in blocks.items():
             ref = -bar.ravel() @ H[off:off + size, cols]
             assert np.max(np.abs(got[kind].ravel() - ref)) <= 1e-12 * np.max(np.abs(ref)), (key, kind)
     Uc, Ue = rng.standard_normal((n, n)) * ~strict, rng.standard_normal((n, n)) * ~weak
-    got = price_cotangents(u, r, C, E, G0, 2, PHIS, wt, {"B": Uc.T, "A": Ue.T}, center=True)
+    got = price_cotangents(state, {"B": Uc.T, "A": Ue.T}, wt, 2, center=True)
     for kind, cols in blocks.items():
         ref = np.concatenate([Uc.ravel(), Ue.ravel()]) @ H[mem, cols]
         assert np.max(np.abs(G0 * got[kind].ravel() - ref)) <= 1e-12 * np.max(np.abs(ref)), kind

@@ -21,9 +21,10 @@ and both factors come from per-site derivatives of the layers' site averages:
   -u(A^l)^T / gamma0^2, -u(B^{l-1})^T / gamma0^2 on the anti-causal memories E_l, C_l.
 
 Every layer uses the dense propagator's sites (same rule and source root), so the two agree
-to rounding (tests/test_nonlinear_matrix_free.py). This is the reference of the matrix-free
-structure, not yet a fast one: each group costs a layer VJP, O(sites n^3) with dense site
-Jacobians plus Price's third source jets, O(sites n^5) (docs/deep_fluctuations.md).
+to rounding (tests/test_nonlinear_matrix_free.py). It is the reference of the matrix-free
+structure, not a fast one: each group costs one layer VJP, O(sites n^3) with dense site
+Jacobians (Price included, ``deep.site_price``), and an observable needs (steps + 1)(2L + 1)
+of them (docs/deep_fluctuations.md: the costs, and what a fast version needs).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from .rich_result import RichResult
 from .site_action import layer_source_rule
 from .site_adjoint import SiteState, layer_vjp
 from .site_noise import layer_noise
-from .site_price import PriceJets
+from .site_price import price_cotangents
 
 
 @dataclass(eq=False)
@@ -53,7 +54,7 @@ class _Layer:
     wt: np.ndarray
     center: bool
     state: SiteState
-    price: PriceJets | None  # for the source kinds whose covariance is an order parameter
+    price: tuple            # source kinds whose covariance is an order parameter
 
 
 class NonlinearOperator:
@@ -79,9 +80,8 @@ class NonlinearOperator:
             s = rule.zeta @ U.T
             u, r = s[:, :n], s[:, n:]
             kinds, center = ("u",) * (l > 1) + ("r",) * (l < L), net.center and l == L
-            args = (u, r, C, E, self.g0, Pa, self.phis, rule.weights, center)
-            self.layers.append(_Layer(X, Y, C, E, u, r, rule.weights, center, SiteState(*args[:7]),
-                                      PriceJets(*args, kinds=kinds) if kinds else None))
+            self.layers.append(_Layer(X, Y, C, E, u, r, rule.weights, center,
+                                      SiteState(u, r, C, E, self.g0, Pa, self.phis), kinds))
 
     def zeros(self) -> dict:
         n = self.n
@@ -105,7 +105,7 @@ class NonlinearOperator:
                 continue
             cot = layer_vjp(ly.u, ly.r, ly.C, ly.E, g0, self.Pa, self.phis, ly.wt, bars, ly.center, state=ly.state)
             Cb, Eb = cot.C * self.strict, cot.E * self.weak
-            price = ly.price.cotangents(bars) if ly.price else {}
+            price = price_cotangents(ly.state, bars, ly.wt, self.Pa, ly.center, ly.price) if ly.price else {}
             if l > 1:
                 out[f"A{l - 1}"] += Cb
                 out[f"Phi{l - 1}"] += Cb * self.W + price["u"]

@@ -77,7 +77,7 @@ class SiteState:
     def __init__(self, u, r, C, E, g0, Pa, phis):
         S, n = u.shape
         self.h, self.z = forward(u, r, C, E, g0, Pa, phis)
-        self.p = [f(self.h) for f in phis[:4]]
+        self.p = [f(self.h) for f in phis[:5]]
         p, z = self.p, self.z
         J = np.broadcast_to(np.eye(2 * n), (S, 2 * n, 2 * n)).copy()
         J[:, :n, :n] -= g0 * C[None] * (p[2] * z)[:, None, :]

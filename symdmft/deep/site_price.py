@@ -3,86 +3,114 @@
 A layer's sources are u ~ N(0, X), r ~ N(0, Y) with X = Phi^{l-1}, Y = G^{l+1} order
 parameters, so ``D'^T`` also needs d<O>/dX for the output pairing O of ``deep.site_adjoint``.
 Price's theorem gives it without the inverse of X (nearly singular: consecutive steps barely
-differ) and without differentiating its root:
+differ) and without differentiating a root of it:
 
     d<O> / dX_kl = 1/2 < d_{u_k} d_{u_l} O >        (X_kl and X_lk separate coordinates)
 
-For the kernels and f this needs second source derivatives of the fields; for the responses
-(O contains d phi / d r and d g / d u) third ones: the jets of ``deep.site_jets``, the
-same ones the dense layer Hessian uses for its w-X and X-theta blocks. They cost ~(2n)^5
-flops per site: this is the reference for small problems, and the part of a matrix-free
-nonlinear propagator that does not scale (docs/deep_fluctuations.md).
+The source Hessian of O per site takes O(n^3) (the third source jets of ``deep.site_jets``,
+which the dense layer Hessian uses, take O(n^5)): with x = (h, z) and O = O(x(s)),
+
+    d2 O / ds ds = M^T [ d2 O / dx dx + gamma0 lambda . K'' ] M,      lambda = M^T dO/dx,
+
+since x_ab = gamma0 M K''[x_a, x_b] (``deep.site_jets``); lambda . K'' is diagonal in the
+index j. O holds the responses tr(Q(x)^T M(x)), whose x-Hessian needs
+d2M = M J_i M J_k M + (i <-> k) - M J_ik M. Each J_i = dJ/dx_i has at most two non-zero
+columns (j and n + j, for x_i = h_j or z_j), so every term is an elementwise product of two
+n x n matrices made by a few products with M. tests/test_site_adjoint.py checks the result
+against the dense Hessian's w-X and theta-X blocks on the same sites, to rounding.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .site_action import default_chunk
-from .site_adjoint import center_f_cotangent
-from .site_jets import site_jets
+from .site_adjoint import SiteState, center_f_cotangent, site_adjoint
 
 
-# Jets kept between calls while they fit in this many bytes (else recomputed per call).
-KEEP_BYTES = 2**30
+def _T(X):
+    return X.transpose(0, 2, 1)
 
 
-class PriceJets:
-    """The source jets of one layer's sites, kept (when they fit in KEEP_BYTES) for repeated
-    cotangents: ``cotangents(bars)`` is linear in ``bars``, the jets are not."""
+def _response_hessian(st: SiteState, A_, B_, N):
+    """gamma0^-2 (Y + Y^T) and gamma0^-1 (Xp + Xp^T) parts of the responses' x-Hessian, as
+    (S, 2n, 2n) with x = (h, z): Y[i, k] = tr(Q^T M J_i M J_k M), Xp[i, k] = -tr(Q_i^T M J_k M),
+    each up to the powers of -gamma0 that J_i carries."""
+    n, C, E, p, z, M = st.n, st.C, st.E, st.p, st.z, st.M
+    S = z.shape[0]
+    p3z = p[3] * z
+    # dJ/dh_j = -gamma0 (Uh_j e_hj^T + U2_j e_zj^T), dJ/dz_j = -gamma0 U2_j e_hj^T, with
+    # Uh_j = phi''' z c_j + phi'' e_j, U2_j = phi'' c_j, c_j = (C[:, j], 0), e_j = (0, E[:, j])
+    MC, ME = M[:, :, :n] @ C, M[:, :, n:] @ E
+    MUh, MU2 = MC * p3z[:, None, :] + ME * p[2][:, None, :], MC * p[2][:, None, :]
+    NC, NE = N[:, :, :n] @ C, N[:, :, n:] @ E
+    NUh, NU2 = NC * p3z[:, None, :] + NE * p[2][:, None, :], NC * p[2][:, None, :]
+    h, zz = slice(0, n), slice(n, 2 * n)
+    Y = np.empty((S, 2 * n, 2 * n))
+    Y[:, h, h] = (MUh[:, h] * _T(NUh[:, h]) + MU2[:, h] * _T(NUh[:, zz])
+                  + MUh[:, zz] * _T(NU2[:, h]) + MU2[:, zz] * _T(NU2[:, zz]))
+    Y[:, h, zz] = MU2[:, h] * _T(NUh[:, h]) + MU2[:, zz] * _T(NU2[:, h])
+    Y[:, zz, h] = MUh[:, h] * _T(NU2[:, h]) + MU2[:, h] * _T(NU2[:, zz])
+    Y[:, zz, zz] = MU2[:, h] * _T(NU2[:, h])
+    # Q's rows depend on their own index: d/dh_j gives qa_j = (phi''' z B_j, phi'' A_j) on row h_j
+    # and qb_j = (phi'' B_j, 0) on row z_j; d/dz_j gives qb_j on row h_j. Mqa, Mqb = M qa, M qb.
+    MB, MA = M[:, :, :n] @ B_.T, M[:, :, n:] @ A_.T
+    Mqa, Mqb = MB * p3z[:, None, :] + MA * p[2][:, None, :], MB * p[2][:, None, :]
+    X = np.empty((S, 2 * n, 2 * n))
+    X[:, h, h] = (_T(Mqa[:, h]) * MUh[:, h] + _T(Mqb[:, h]) * MUh[:, zz]
+                  + _T(Mqa[:, zz]) * MU2[:, h] + _T(Mqb[:, zz]) * MU2[:, zz])
+    X[:, h, zz] = _T(Mqa[:, h]) * MU2[:, h] + _T(Mqb[:, h]) * MU2[:, zz]
+    X[:, zz, h] = _T(Mqb[:, h]) * MUh[:, h] + _T(Mqb[:, zz]) * MU2[:, h]
+    X[:, zz, zz] = _T(Mqb[:, h]) * MU2[:, h]
+    return Y + _T(Y), X + _T(X), NC, NE
 
-    def __init__(self, u, r, C, E, g0, Pa, phis, wt, center=False, kinds=("u", "r")):
-        self.args, self.wt, self.center, self.kinds = (u, r, C, E, g0, Pa, phis), wt, center, tuple(kinds)
-        n, S = u.shape[1], u.shape[0]
-        self.chunk = default_chunk(n)
-        size = 8 * S * n * (3 * (2 * n) ** 2 + 2 * len(self.kinds) * n**3)
-        self.kept = [self._jets(lo) for lo in range(0, S, self.chunk)] if size <= KEEP_BYTES else None
 
-    def _jets(self, lo):
-        u, r, C, E, g0, Pa, phis = self.args
-        part = slice(lo, lo + self.chunk)
-        return site_jets(u[part], r[part], C, E, g0, Pa, phis, third=self.kinds), self.wt[part]
-
-    def cotangents(self, bars: dict) -> dict:
-        """{'u': X_, 'r': Y_} (n, n): 1/2 sum_s wt_s d_k d_l O_s over each kind's sources."""
-        n = self.args[0].shape[1]
-        out = {kind: np.zeros((n, n)) for kind in self.kinds}
-        parts = self.kept or (self._jets(lo) for lo in range(0, self.args[0].shape[0], self.chunk))
-        for J, wt in parts:
-            for kind, val in _price_chunk(J, n, self.args[4], self.args[5], wt, bars, self.center, self.kinds).items():
-                out[kind] += val
-        return out
-
-
-def price_cotangents(u, r, C, E, g0, Pa, phis, wt, bars: dict, center=False, kinds=("u", "r")) -> dict:
-    """{'u': X_, 'r': Y_} (n, n) each: 1/2 sum_s wt_s d_k d_l O_s over the sources of each kind
-    in ``kinds``; ``bars`` as in ``site_adjoint.layer_vjp``; ``phis`` to the 4th derivative.
-    Sites are taken ``site_action.default_chunk(n)`` at a time (the third jets are n^4 each)."""
-    return PriceJets(u, r, C, E, g0, Pa, phis, wt, center, kinds).cotangents(bars)
-
-
-def _price_chunk(J, n, g0, Pa, wt, bars, center, kinds):
+def source_hessian_x(st: SiteState, bars: dict, Pa: int, center=False):
+    """(d2 O / dx dx + gamma0 lambda . K'') per site, (S, 2n, 2n): the middle of the source
+    Hessian M^T (.) M (module docstring)."""
+    n, g0, C, E = st.n, st.g0, st.C, st.E
+    p, z, M = st.p, st.z, st.M
     zero = np.zeros((n, n))
     Phi_, G_, A_, B_ = (bars.get(k, zero) for k in ("Phi", "G", "A", "B"))
     f_ = bars.get("f", np.zeros(n))
     if center:
         f_ = center_f_cotangent(f_, Pa)
+    lam, Gam = site_adjoint(st, bars, Pa, center)
+    Ysym, Xsym, NC, NE = _response_hessian(st, A_, B_, _T(Gam))     # N = M Q^T M = Gamma^T
+    H = g0**2 * Ysym + g0 * Xsym
+    # the kernels' own second derivatives: dense blocks
+    h, zz = slice(0, n), slice(n, 2 * n)
+    Ps, Gs = Phi_ + Phi_.T, G_ + G_.T
+    dg_dh = p[2] * z                                           # g = phi'(h) z
+    H[:, h, h] += p[1][:, :, None] * Ps * p[1][:, None, :] + dg_dh[:, :, None] * Gs * dg_dh[:, None, :]
+    H[:, h, zz] += dg_dh[:, :, None] * Gs * p[1][:, None, :]
+    H[:, zz, h] += p[1][:, :, None] * Gs * dg_dh[:, None, :]
+    H[:, zz, zz] += p[1][:, :, None] * Gs * p[1][:, None, :]
+    # same-index terms (h_j h_j and h_j z_j): the fields' curvature, the response weights'
+    # second derivatives tr(Q_ii' M), J's own -tr(Q^T M J_ii' M), and gamma0 lambda . K''
+    Gg, Pp = st.g @ Gs, p[0] @ Ps
+    rA = np.einsum("ij,sij->si", A_, M[:, :n, n:])
+    rBh = np.einsum("ij,sij->si", B_, M[:, :n, :n])
+    rBz = np.einsum("ij,sij->si", B_, M[:, n:, :n])
+    diag = lambda X: np.einsum("sjj->sj", X)                     # noqa: E731
+    Cl, El = lam[:, :n] @ C, lam[:, n:] @ E
+    dhh = (p[2] * Pp + Gg * p[3] * z + f_ * z * p[2] / g0
+           + p[4] * z * rBh + p[3] * (rA + rBz)
+           + g0 * (p[4] * z * diag(NC[:, h]) + p[3] * diag(NE[:, h]) + p[3] * diag(NC[:, zz]))
+           + g0 * (Cl * p[3] * z + El * p[2]))
+    dhz = Gg * p[2] + f_ * p[1] / g0 + p[3] * rBh + g0 * p[3] * diag(NC[:, h]) + g0 * Cl * p[2]
+    idx = np.arange(n)
+    H[:, idx, idx] += dhh
+    H[:, idx, n + idx] += dhz
+    H[:, n + idx, idx] += dhz
+    return H
+
+
+def price_cotangents(st: SiteState, bars: dict, wt, Pa: int, center=False, kinds=("u", "r")) -> dict:
+    """{'u': X_, 'r': Y_} (n, n): 1/2 sum_s wt_s d_k d_l O_s over each kind's sources;
+    ``bars`` as in ``site_adjoint.layer_vjp``; ``st`` built with phi to its 4th derivative."""
+    n, M = st.n, st.M
+    H = source_hessian_x(st, bars, Pa, center)
     out = {}
     for kind in kinds:
-        K = slice(0, n) if kind == "u" else slice(n, 2 * n)
-
-        def quadratic(F, W):
-            """sum_ab W_ab d_k d_l (F_a F_b) per site: (S, n, n)."""
-            Ws = W + W.T
-            F1, F2 = F[1][..., K], F[2][..., K, K]
-            return np.einsum("sa,sakl->skl", F[0] @ Ws, F2) + np.einsum("sak,ab,sbl->skl", F1, Ws, F1)
-
-        d2 = quadratic(J.phi, Phi_) + quadratic(J.g, G_)
-        Z, P = J.zj, J.phi
-        Z1, P1 = Z[1][..., K], P[1][..., K]
-        d2 += np.einsum("a,sakl->skl", f_, Z[2][..., K, K] * P[0][:, :, None, None]
-                        + Z[0][:, :, None, None] * P[2][..., K, K]
-                        + Z1[:, :, :, None] * P1[:, :, None, :] + Z1[:, :, None, :] * P1[:, :, :, None]) / g0
-        phi3, g3 = J.third[kind]                             # d_k d_l d_{r_i} phi_j, d_k d_l d_{u_i} g_j
-        d2 += np.einsum("ji,sjkli->skl", A_, phi3) + np.einsum("ji,sjkli->skl", B_, g3)
-        out[kind] = 0.5 * np.tensordot(wt, d2, axes=1)
+        Mk = M[:, :, :n] if kind == "u" else M[:, :, n:]
+        out[kind] = 0.5 * np.tensordot(wt, _T(Mk) @ (H @ Mk), axes=1)
     return out
