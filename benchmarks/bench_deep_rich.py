@@ -22,6 +22,9 @@
    (``python benchmarks/bench_deep_rich.py linear-bias``).
 6. The O(1/N) mean correction of deep tanh nets (``deep.nonlinear_bias``) against the dense
    propagator on the same sites (``python benchmarks/bench_deep_rich.py tanh-bias``).
+7. The matrix-free reference for deep nonlinear nets (``deep.nonlinear_matrix_free``) against
+   the dense propagator on the same sites (``python benchmarks/bench_deep_rich.py
+   tanh-matrix-free``).
 
 Run: ``python benchmarks/bench_deep_rich.py``. Nothing here is asserted in tests.
 """
@@ -60,13 +63,15 @@ def _case(kind, L, P, T, samples, queue):
             nonlinear_mean_correction(net, data, grid, saddle, samples=samples)
         else:
             solve_deep_propagator(net, data, grid, saddle, samples=samples)
-    elif kind == "tanh-propagator":
+    elif kind in ("tanh-propagator", "tanh-matrix-free"):
+        from symdmft.deep.nonlinear_matrix_free import solve_nonlinear_matrix_free
         from symdmft.deep.propagator import solve_deep_propagator
         from symdmft.deep.rich import solve_rich_sampled
         net = sd.mlp(L, "tanh", 1.0)
         saddle = solve_rich_sampled(net, data, grid, samples=8192)
         t0 = time.perf_counter()                  # the propagator alone
-        solve_deep_propagator(net, data, grid, saddle, samples=samples)
+        solve = solve_deep_propagator if kind == "tanh-propagator" else solve_nonlinear_matrix_free
+        solve(net, data, grid, saddle, samples=samples)
     else:
         sd.deep.solve_linear_propagator(sd.mlp(L, "linear", 1.0), data, grid)
     seconds = time.perf_counter() - t0
@@ -119,6 +124,17 @@ def tanh_propagator():
     print(f"time ~ n^{np.log(s2 / s1) / np.log(n2 / n1):.1f} over the last two sizes")
 
 
+def tanh_matrix_free():
+    """The matrix-free reference for tanh (``deep.nonlinear_matrix_free``) against the dense
+    propagator on the same sites (same numbers to rounding): one layer VJP per frontier group
+    and observable, (steps + 1)(2L + 1) per observable, each O(sites n^3)."""
+    for L, P, T in ((2, 1, 3), (2, 1, 5), (2, 1, 7), (3, 1, 3), (2, 2, 2)):
+        d, _ = measure("tanh-propagator", L, P, T, 1024)
+        m, gib = measure("tanh-matrix-free", L, P, T, 1024)
+        print(f"tanh L = {L}, P = {P}, T = {T} (n = {(T + 1) * P}), 1024 sites: dense {d:.2f} s, "
+              f"matrix-free reference {m:.1f} s, peak {gib:.2f} GiB (ratio {m / d:.0f})")
+
+
 def linear_propagators():
     for T in (5, 9, 13):
         s, _ = measure("dense", 2, 1, T, 0)
@@ -157,6 +173,7 @@ def tanh_bias():
 
 if __name__ == "__main__":
     import sys
-    sections = {"propagator": tanh_propagator, "linear-propagator": linear_propagators,
+    sections = {"propagator": tanh_propagator, "tanh-matrix-free": tanh_matrix_free,
+                "linear-propagator": linear_propagators,
                 "linear-bias": linear_bias, "tanh-bias": tanh_bias}
     sections.get(sys.argv[1] if sys.argv[1:] else "", main)()
