@@ -72,7 +72,9 @@ def center_f_cotangent(f_bar: np.ndarray, Pa: int) -> np.ndarray:
 
 
 class SiteState:
-    """Fields, derivatives of phi and the site Jacobian's inverse for a chunk of sites."""
+    """Fields, derivatives of phi and the site Jacobian's inverse for a chunk of sites.
+    ``phis`` = (phi, phi', ...): to the 3rd derivative for the adjoint and the noise form,
+    the 4th for Price (``deep.site_price``)."""
 
     def __init__(self, u, r, C, E, g0, Pa, phis):
         S, n = u.shape
