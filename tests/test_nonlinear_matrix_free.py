@@ -53,3 +53,39 @@ def test_each_group_feeds_only_earlier_groups():
         for _, later in order[i:]:
             for name, mask in later.items():
                 assert not np.any(d[name][mask]), (k, list(group), name)
+
+
+def test_chosen_observables_equal_the_dense_entries():
+    """f_steps / kernel_steps: the requested entries equal the dense propagator's (to rounding,
+    bound 1e-10 relative), the others are NaN; a bad step list is refused by name before any
+    site is sampled."""
+    net, data, grid, saddle = _problem(2, 2, 2, True, True)
+    ref = solve_deep_propagator(net, data, grid, saddle, samples=512)
+    res = solve_nonlinear_matrix_free(net, data, grid, saddle, samples=512, f_steps=[2], kernel_steps=[0, 2])
+    block = res.f_cov[2, :, 2, :]
+    assert np.max(np.abs(block - ref.f_cov[2, :, 2, :])) <= 1e-10 * np.max(np.abs(ref.f_cov))
+    assert np.isnan(res.f_cov[1]).all() and np.isnan(res.f_cov[2, :, 0]).all()
+    for k, v in ref.kernels_var.items():
+        assert np.max(np.abs(res.kernels_var[k][[0, 2]] - v[[0, 2]])) <= 1e-10 * np.max(np.abs(v)), k
+        assert np.isnan(res.kernels_var[k][1]).all(), k
+    none = solve_nonlinear_matrix_free(net, data, grid, saddle, samples=512, f_steps=[], kernel_steps=[2])
+    assert np.isnan(none.f_cov).all() and np.isfinite(none.kernels_var["K"][2]).all()
+    for name, bad in (("f_steps", [3]), ("kernel_steps", [-1]), ("kernel_steps", "last")):
+        with pytest.raises(ValueError, match=name):
+            solve_nonlinear_matrix_free(net, data, grid, saddle, samples=512, **{name: bad})
+
+
+def test_a_slice_needs_only_the_steps_up_to_it():
+    """vjp(y, k) for y on time slices <= k (the substitution's cheaper call, every layer cut to
+    its first (k + 1) P_all indices) equals the full vjp(y) to rounding (bound 1e-13)."""
+    net, data, grid, saddle = _problem(3, 2, 2, True, True)
+    op = NonlinearOperator(net, saddle, grid, data.P, lambda l, dim: make_rule(dim, 128, 7919 * l, "qmc"))
+    rng = np.random.default_rng(2)
+    for k in range(op.T1):
+        for group in op.groups(k):
+            y = op.zeros()
+            for name, mask in group.items():
+                y[name] = rng.standard_normal(mask.shape) * mask
+            full, cut = op.vjp(y), op.vjp(y, k)
+            for name in full:
+                assert np.max(np.abs(full[name] - cut[name])) <= 1e-13 * max(1.0, np.max(np.abs(full[name]))), name

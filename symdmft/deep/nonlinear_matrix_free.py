@@ -32,13 +32,15 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from ..runtime.samplers import make_rule
 from .linear_tangents import _Layout, saddle_geometry
-from .propagator import check_inputs, fill_fluctuations, observable_rows
+from .linear_matrix_free import _kernel_rows, _kernel_specs, check_kernel_steps
+from .propagator import check_inputs
 from .rich_result import RichResult
 from .site_action import layer_source_rule
-from .site_adjoint import SiteState, layer_vjp
+from .site_adjoint import SiteState, state_vjp
 from .site_noise import layer_noise
 from .site_price import price_cotangents
 
@@ -84,14 +86,21 @@ class NonlinearOperator:
                                       SiteState(u, r, C, E, self.g0, Pa, self.phis), kinds))
 
     def zeros(self) -> dict:
+        return {name: v[0] for name, v in self.zeros_v(1).items()}
+
+    def zeros_v(self, k: int) -> dict:
+        """k vectors over q' (the batch layout ``linear_matrix_free._kernel_rows`` fills)."""
         n = self.n
-        out = {name: np.zeros((n, n)) for name in self.lay.slices if name != "f"}
-        out["f"] = np.zeros(n)
+        out = {name: np.zeros((k, n, n)) for name in self.lay.slices if name != "f"}
+        out["f"] = np.zeros((k, n))
         return out
 
-    def vjp(self, y: dict) -> dict:
-        """D'^T y, on q' (A strictly causal, B causal)."""
-        L, g0 = self.L, self.g0
+    def vjp(self, y: dict, k: int | None = None) -> dict:
+        """D'^T y, on q' (A strictly causal, B causal). ``k``: y lives on time slices <= k, so
+        only the first (k + 1) P_all indices of every layer are involved (causality)."""
+        L, g0, n = self.L, self.g0, self.n
+        m = n if k is None else (k + 1) * self.Pa
+        lead = lambda a: a[:m, :m] if a.ndim == 2 else a[:m]       # noqa: E731
         out = self.zeros()
         for l, ly in enumerate(self.layers, start=1):
             bars = {"Phi": y[f"Phi{l}"], "G": y[f"G{l}"]}
@@ -103,15 +112,21 @@ class NonlinearOperator:
                 bars["f"] = y["f"]
             if not any(np.any(b) for b in bars.values()):
                 continue
-            cot = layer_vjp(ly.u, ly.r, ly.C, ly.E, g0, self.Pa, self.phis, ly.wt, bars, ly.center, state=ly.state)
-            Cb, Eb = cot.C * self.strict, cot.E * self.weak
-            price = price_cotangents(ly.state, bars, ly.wt, self.Pa, ly.center, ly.price) if ly.price else {}
+            bars = {key: lead(b) for key, b in bars.items()}
+            st = ly.state if m == n else ly.state.leading(m)
+            cot = state_vjp(st, bars, ly.wt, self.Pa, ly.center)
+            Cb, Eb = np.zeros((n, n)), np.zeros((n, n))
+            Cb[:m, :m], Eb[:m, :m] = cot.C, cot.E
+            Cb, Eb = Cb * self.strict, Eb * self.weak
+            price = price_cotangents(st, bars, ly.wt, self.Pa, ly.center, ly.price) if ly.price else {}
             if l > 1:
                 out[f"A{l - 1}"] += Cb
-                out[f"Phi{l - 1}"] += Cb * self.W + price["u"]
+                out[f"Phi{l - 1}"] += Cb * self.W
+                out[f"Phi{l - 1}"][:m, :m] += price["u"]
             if l < L:
                 out[f"B{l}"] += Eb
-                out[f"G{l + 1}"] += Eb * self.W + price["r"]
+                out[f"G{l + 1}"] += Eb * self.W
+                out[f"G{l + 1}"][:m, :m] += price["r"]
             # W(t, s) = eta 1[s<t] Delta(s), dDelta = -df on training points
             out["f"] += -self.eta * self.train * (np.einsum("ij,ij->j", Cb, ly.X * self.lower)
                                                   + np.einsum("ij,ij->j", Eb, ly.Y * self.lower))
@@ -141,7 +156,7 @@ class NonlinearOperator:
                 y = self.zeros()
                 for name, mask in group.items():
                     y[name] = u[name] * mask
-                for name, d in self.vjp(y).items():
+                for name, d in self.vjp(y, k).items():
                     u[name] += d
         return u
 
@@ -151,25 +166,66 @@ class NonlinearOperator:
         return {"Phi": u[f"Phi{l}"], "G": u[f"G{l}"], "f": u["f"] if l == L else np.zeros(self.n),
                 "C": -u[f"B{l - 1}"].T / g2 if l > 1 else zero, "E": -u[f"A{l}"].T / g2 if l < L else zero}
 
-    def kappa(self, us: list) -> np.ndarray:
-        """(k, k): u_a kappa' u_b."""
-        return sum(layer_noise(ly.state, [self.directions(u, l) for u in us], ly.wt, self.Pa, ly.center)
-                   for l, ly in enumerate(self.layers, start=1))
+    def kappa(self, us: list, diagonal=False) -> np.ndarray:
+        """(k, k): u_a kappa' u_b; ``diagonal``: (k,), u_a kappa' u_a only."""
+        return sum(layer_noise(ly.state, [self.directions(u, l) for u in us], ly.wt, self.Pa, ly.center,
+                               diagonal=diagonal) for l, ly in enumerate(self.layers, start=1))
+
+
+def _steps(value, name: str, steps: int) -> np.ndarray:
+    """None: every step; () or []: none; else ``linear_matrix_free.check_kernel_steps``."""
+    if value is None:
+        return np.arange(steps + 1)
+    if isinstance(value, (list, tuple)) and len(value) == 0:
+        return np.zeros(0, dtype=int)
+    try:
+        return check_kernel_steps(value, steps)
+    except ValueError as err:
+        raise ValueError(str(err).replace("kernel_steps", name)) from None
 
 
 def solve_nonlinear_matrix_free(net, data, grid, saddle: RichResult, samples: int = 2**14, seed: int = 0,
-                                sampler: str = "qmc", rule=None) -> RichResult:
+                                sampler: str = "qmc", rule=None, f_steps=None, kernel_steps=None) -> RichResult:
     """A copy of ``saddle`` with N Cov f and N Var of the equal-time kernels and the NTK, as
     ``propagator.solve_deep_propagator`` (same arguments, same sites, same numbers to
-    rounding) but by adjoint substitution and kappa' products instead of the dense Hessian."""
+    rounding) but by adjoint substitution and kappa' products instead of the dense Hessian,
+    for chosen observables only: N Cov f between the points and steps of ``f_steps``, the
+    kernels' and the NTK's N Var at ``kernel_steps`` (None: every step; () : none; or a list
+    of steps); NaN elsewhere. The cost is per observable (module docstring)."""
     check_inputs(net, data, grid, saddle, samples, seed, sampler)
+    f_at, k_at = _steps(f_steps, "f_steps", grid.steps), _steps(kernel_steps, "kernel_steps", grid.steps)
     make_rule_for = rule or (lambda l, dim: make_rule(dim, samples, seed + 7919 * l, sampler))
-    op = NonlinearOperator(net, saddle, grid, data.P, make_rule_for)
-    rows = observable_rows(saddle, op.lay)
+    # one BLAS thread: per-site products of small matrices, where OpenBLAS threads only contend
+    # (stacked 48 x 48 products: 20 GFlop/s on one thread against 5 with two)
+    with threadpool_limits(1):
+        return _solve(net, data, grid, saddle, make_rule_for, samples, f_at, k_at)
 
-    def cov(O):
-        return op.kappa([op.backward(op.lay.unpack(o)) for o in O])
+
+def _solve(net, data, grid, saddle, make_rule_for, samples, f_at, k_at) -> RichResult:
+    op = NonlinearOperator(net, saddle, grid, data.P, make_rule_for)
+    T1, Pa, P, n = op.T1, op.Pa, data.P, op.n
     res = dataclasses.replace(saddle, params={**saddle.params, "propagator": "matrix-free deep nonlinear: "
                                               "adjoint substitution with site-average VJPs, kappa' products",
-                                              "propagator_samples": samples})
-    return fill_fluctuations(res, rows, cov)
+                                              "propagator_samples": samples, "f_steps": [int(t) for t in f_at],
+                                              "kernel_steps": [int(t) for t in k_at]})
+    idx = (f_at[:, None] * Pa + np.arange(Pa)[None, :]).reshape(-1)
+    us = []
+    for i in idx:
+        c = op.zeros()
+        c["f"][i] = 1.0
+        us.append(op.backward(c))
+    f_cov = np.full((n, n), np.nan)
+    if us:
+        f_cov[np.ix_(idx, idx)] = op.kappa(us)
+    res.f_cov = f_cov.reshape(T1, Pa, T1, Pa)
+    specs = _kernel_specs(op.L, k_at, T1, P)
+    specs = [s for s in specs if s[0] != "K" or s[1] in k_at]          # the NTK at kernel_steps too
+    rows = _kernel_rows(op, res, specs) if specs else op.zeros_v(0)
+    us = [op.backward({name: v[j] for name, v in rows.items()}) for j in range(len(specs))]
+    values = op.kappa(us, diagonal=True) if us else []
+    var = {name: np.full((T1, P, P), np.nan) for name in [f"Phi{l}" for l in range(1, op.L + 1)]
+           + [f"G{l}" for l in range(1, op.L + 1)] + ["K"]}
+    for (name, t, a, b), v in zip(specs, values):
+        var[name][t, a, b] = var[name][t, b, a] = v
+    res.kernels_var = var
+    return res

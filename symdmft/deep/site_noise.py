@@ -30,9 +30,10 @@ def noise_bars(U: dict, g0: float) -> dict:
     return {"Phi": -U["Phi"], "G": -U["G"], "f": -U["f"], "B": g0 * U["C"].T, "A": g0 * U["E"].T}
 
 
-def layer_noise(st: SiteState, directions: list, wt: np.ndarray, Pa: int, center=False) -> np.ndarray:
+def layer_noise(st: SiteState, directions: list, wt: np.ndarray, Pa: int, center=False,
+                diagonal=False) -> np.ndarray:
     """(k, k): U_a kappa' U_b for k directions, each a dict of 'Phi', 'G', 'C', 'E' (n, n) and
-    'f' (n,) (zeros where the layer has none)."""
+    'f' (n,) (zeros where the layer has none); ``diagonal``: only U_a kappa' U_a, (k,)."""
     g0, n = st.g0, st.n
     K = st.field_jacobian()                                   # (S, 2n fields (g, phi), 2n sources)
     a1, grad, shift, Z = [], [], [], []
@@ -44,12 +45,16 @@ def layer_noise(st: SiteState, directions: list, wt: np.ndarray, Pa: int, center
         Z.append(np.concatenate([U["C"] @ K[:, :n], U["E"] @ K[:, n:]], axis=1))
     a1 = np.array(a1)                                         # (k, S)
     mean = a1 @ wt
-    out = (a1 * wt) @ a1.T - np.outer(mean, mean)
+
+    def second(i, j):
+        return wt @ (g0 * (np.einsum("sa,sa->s", grad[i], shift[j]) + np.einsum("sa,sa->s", grad[j], shift[i]))
+                     + g0**2 * np.einsum("sab,sba->s", Z[i], Z[j]))
     k = len(directions)
+    if diagonal:
+        return (a1 * a1) @ wt - mean**2 + np.array([second(i, i) for i in range(k)])
+    out = (a1 * wt) @ a1.T - np.outer(mean, mean)
     for i in range(k):
         for j in range(i, k):
-            second = g0 * (np.einsum("sa,sa->s", grad[i], shift[j]) + np.einsum("sa,sa->s", grad[j], shift[i])) \
-                + g0**2 * np.einsum("sab,sba->s", Z[i], Z[j])
-            out[i, j] += wt @ second
+            out[i, j] += second(i, j)
             out[j, i] = out[i, j]
     return out

@@ -30,6 +30,11 @@ def _T(X):
     return X.transpose(0, 2, 1)
 
 
+def _right(A, B):
+    """A @ B for a stack A (S, a, b) and one matrix B (b, c): one GEMM, not S small ones."""
+    return (A.reshape(-1, A.shape[-1]) @ B).reshape(A.shape[:-1] + (B.shape[1],))
+
+
 def _response_hessian(st: SiteState, A_, B_, N):
     """gamma0^-2 (Y + Y^T) and gamma0^-1 (Xp + Xp^T) parts of the responses' x-Hessian, as
     (S, 2n, 2n) with x = (h, z): Y[i, k] = tr(Q^T M J_i M J_k M), Xp[i, k] = -tr(Q_i^T M J_k M),
@@ -39,27 +44,29 @@ def _response_hessian(st: SiteState, A_, B_, N):
     p3z = p[3] * z
     # dJ/dh_j = -gamma0 (Uh_j e_hj^T + U2_j e_zj^T), dJ/dz_j = -gamma0 U2_j e_hj^T, with
     # Uh_j = phi''' z c_j + phi'' e_j, U2_j = phi'' c_j, c_j = (C[:, j], 0), e_j = (0, E[:, j])
-    MC, ME = M[:, :, :n] @ C, M[:, :, n:] @ E
+    MC, ME = _right(M[:, :, :n], C), _right(M[:, :, n:], E)
     MUh, MU2 = MC * p3z[:, None, :] + ME * p[2][:, None, :], MC * p[2][:, None, :]
-    NC, NE = N[:, :, :n] @ C, N[:, :, n:] @ E
+    NC, NE = _right(N[:, :, :n], C), _right(N[:, :, n:], E)
     NUh, NU2 = NC * p3z[:, None, :] + NE * p[2][:, None, :], NC * p[2][:, None, :]
     h, zz = slice(0, n), slice(n, 2 * n)
+    tr = lambda A: np.ascontiguousarray(_T(A))                   # noqa: E731  (S, n, 2n)
+    NUhT, NU2T = tr(NUh), tr(NU2)
     Y = np.empty((S, 2 * n, 2 * n))
-    Y[:, h, h] = (MUh[:, h] * _T(NUh[:, h]) + MU2[:, h] * _T(NUh[:, zz])
-                  + MUh[:, zz] * _T(NU2[:, h]) + MU2[:, zz] * _T(NU2[:, zz]))
-    Y[:, h, zz] = MU2[:, h] * _T(NUh[:, h]) + MU2[:, zz] * _T(NU2[:, h])
-    Y[:, zz, h] = MUh[:, h] * _T(NU2[:, h]) + MU2[:, h] * _T(NU2[:, zz])
-    Y[:, zz, zz] = MU2[:, h] * _T(NU2[:, h])
+    Y[:, h, h] = (MUh[:, h] * NUhT[:, :, h] + MU2[:, h] * NUhT[:, :, zz]
+                  + MUh[:, zz] * NU2T[:, :, h] + MU2[:, zz] * NU2T[:, :, zz])
+    Y[:, h, zz] = MU2[:, h] * NUhT[:, :, h] + MU2[:, zz] * NU2T[:, :, h]
+    Y[:, zz, h] = MUh[:, h] * NU2T[:, :, h] + MU2[:, h] * NU2T[:, :, zz]
+    Y[:, zz, zz] = MU2[:, h] * NU2T[:, :, h]
     # Q's rows depend on their own index: d/dh_j gives qa_j = (phi''' z B_j, phi'' A_j) on row h_j
     # and qb_j = (phi'' B_j, 0) on row z_j; d/dz_j gives qb_j on row h_j. Mqa, Mqb = M qa, M qb.
-    MB, MA = M[:, :, :n] @ B_.T, M[:, :, n:] @ A_.T
-    Mqa, Mqb = MB * p3z[:, None, :] + MA * p[2][:, None, :], MB * p[2][:, None, :]
+    MB, MA = _right(M[:, :, :n], B_.T), _right(M[:, :, n:], A_.T)
+    MqaT, MqbT = tr(MB * p3z[:, None, :] + MA * p[2][:, None, :]), tr(MB * p[2][:, None, :])
     X = np.empty((S, 2 * n, 2 * n))
-    X[:, h, h] = (_T(Mqa[:, h]) * MUh[:, h] + _T(Mqb[:, h]) * MUh[:, zz]
-                  + _T(Mqa[:, zz]) * MU2[:, h] + _T(Mqb[:, zz]) * MU2[:, zz])
-    X[:, h, zz] = _T(Mqa[:, h]) * MU2[:, h] + _T(Mqb[:, h]) * MU2[:, zz]
-    X[:, zz, h] = _T(Mqb[:, h]) * MUh[:, h] + _T(Mqb[:, zz]) * MU2[:, h]
-    X[:, zz, zz] = _T(Mqb[:, h]) * MU2[:, h]
+    X[:, h, h] = (MqaT[:, :, h] * MUh[:, h] + MqbT[:, :, h] * MUh[:, zz]
+                  + MqaT[:, :, zz] * MU2[:, h] + MqbT[:, :, zz] * MU2[:, zz])
+    X[:, h, zz] = MqaT[:, :, h] * MU2[:, h] + MqbT[:, :, h] * MU2[:, zz]
+    X[:, zz, h] = MqbT[:, :, h] * MUh[:, h] + MqbT[:, :, zz] * MU2[:, h]
+    X[:, zz, zz] = MqbT[:, :, h] * MU2[:, h]
     return Y + _T(Y), X + _T(X), NC, NE
 
 
