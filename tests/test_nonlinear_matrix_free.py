@@ -89,3 +89,23 @@ def test_a_slice_needs_only_the_steps_up_to_it():
             full, cut = op.vjp(y), op.vjp(y, k)
             for name in full:
                 assert np.max(np.abs(full[name] - cut[name])) <= 1e-13 * max(1.0, np.max(np.abs(full[name]))), name
+
+
+@pytest.mark.parametrize("L, P, steps, center", [(2, 1, 3, False), (3, 2, 2, True)])
+def test_sweep_equals_the_group_by_group_substitution(L, P, steps, center):
+    """The accumulating sweep (deep.nonlinear_sweep, what solve_nonlinear_matrix_free uses) and
+    the reference substitution (one layer VJP per group) give the same u = (I - D')^{-T} c for
+    a c on every coordinate of q': rounding (measured <= 9e-15 on entries up to 20); bound
+    1e-12 relative."""
+    from symdmft.deep.nonlinear_sweep import Sweep
+    net, data, grid, saddle = _problem(L, P, steps, center, center)
+    op = NonlinearOperator(net, saddle, grid, data.P, lambda l, dim: make_rule(dim, 256, 7919 * l, "qmc"))
+    rng = np.random.default_rng(1)
+    c = op.zeros()
+    for k in range(op.T1):
+        for group in op.groups(k):
+            for name, mask in group.items():
+                c[name] = c[name] + rng.standard_normal(mask.shape) * mask
+    ref, got = op.backward(c), Sweep(op).backward(c)
+    for name in ref:
+        assert np.max(np.abs(got[name] - ref[name])) <= 1e-12 * np.max(np.abs(ref[name])), name

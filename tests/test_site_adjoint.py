@@ -186,3 +186,22 @@ def test_noise_form_equals_the_dense_conjugate_blocks():
                       for d in part])
         ref = V @ Hc @ V.T
         assert np.max(np.abs(layer_noise(st, part, wt, 2, center=True) - ref)) <= 1e-12 * np.max(np.abs(ref))
+
+
+def test_fused_response_hessian_equals_the_numpy_expressions():
+    """site_price_kernel.add_response_hessian (one Numba loop per site) against
+    site_price.response_hessian_numpy on the same factors: rounding (bound 1e-12 relative)."""
+    from symdmft.deep.site_price import memory_products, response_hessian_numpy, response_parts
+    from symdmft.deep.site_price_kernel import add_response_hessian
+    from symdmft.deep.site_adjoint import site_adjoint
+    rng, strict, weak, C, E, u, r, wt = _problem(2, 3, 5)
+    n = C.shape[0]
+    st = SiteState(u, r, C, E, G0, 2, PHIS)
+    bars = {"A": rng.standard_normal((n, n)) * strict, "B": rng.standard_normal((n, n)) * weak}
+    _, _, rows, W = site_adjoint(st, bars, 2, factors=True)
+    MC, ME = memory_products(st)
+    NC, NE = np.swapaxes(W, 1, 2) @ MC[:, rows], np.swapaxes(W, 1, 2) @ ME[:, rows]
+    parts = response_parts(st, bars["A"], bars["B"], MC, ME, NC, NE)
+    ref = response_hessian_numpy(parts, G0)
+    got = add_response_hessian(*parts, G0, np.zeros_like(ref))
+    assert np.max(np.abs(got - ref)) <= 1e-12 * np.max(np.abs(ref))

@@ -42,6 +42,7 @@ from .rich_result import RichResult
 from .site_action import layer_source_rule
 from .site_adjoint import SiteState, state_vjp
 from .site_noise import layer_noise
+from .nonlinear_sweep import Sweep
 from .site_price import price_cotangents
 
 
@@ -203,6 +204,7 @@ def solve_nonlinear_matrix_free(net, data, grid, saddle: RichResult, samples: in
 
 def _solve(net, data, grid, saddle, make_rule_for, samples, f_at, k_at) -> RichResult:
     op = NonlinearOperator(net, saddle, grid, data.P, make_rule_for)
+    sweep = Sweep(op)
     T1, Pa, P, n = op.T1, op.Pa, data.P, op.n
     res = dataclasses.replace(saddle, params={**saddle.params, "propagator": "matrix-free deep nonlinear: "
                                               "adjoint substitution with site-average VJPs, kappa' products",
@@ -213,7 +215,7 @@ def _solve(net, data, grid, saddle, make_rule_for, samples, f_at, k_at) -> RichR
     for i in idx:
         c = op.zeros()
         c["f"][i] = 1.0
-        us.append(op.backward(c))
+        us.append(sweep.backward(c))
     f_cov = np.full((n, n), np.nan)
     if us:
         f_cov[np.ix_(idx, idx)] = op.kappa(us)
@@ -221,7 +223,7 @@ def _solve(net, data, grid, saddle, make_rule_for, samples, f_at, k_at) -> RichR
     specs = _kernel_specs(op.L, k_at, T1, P)
     specs = [s for s in specs if s[0] != "K" or s[1] in k_at]          # the NTK at kernel_steps too
     rows = _kernel_rows(op, res, specs) if specs else op.zeros_v(0)
-    us = [op.backward({name: v[j] for name, v in rows.items()}) for j in range(len(specs))]
+    us = [sweep.backward({name: v[j] for name, v in rows.items()}) for j in range(len(specs))]
     values = op.kappa(us, diagonal=True) if us else []
     var = {name: np.full((T1, P, P), np.nan) for name in [f"Phi{l}" for l in range(1, op.L + 1)]
            + [f"G{l}" for l in range(1, op.L + 1)] + ["K"]}

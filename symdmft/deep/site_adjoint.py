@@ -93,9 +93,11 @@ class SiteState:
         causality their fields, and the leading blocks of J and M = J^{-1}, do not depend on
         the later ones."""
         n, out = self.n, object.__new__(SiteState)
-        keep = np.r_[0:m, n:n + m]
         out.h, out.z, out.p = self.h[:, :m], self.z[:, :m], [q[:, :m] for q in self.p]
-        out.M = self.M[:, keep][:, :, keep]
+        out.M = np.empty((self.M.shape[0], 2 * m, 2 * m))
+        for a, b in ((0, 0), (n, m)):                          # the (h, z) blocks, four slices
+            for c, d in ((0, 0), (n, m)):
+                out.M[:, b:b + m, d:d + m] = self.M[:, a:a + m, c:c + m]
         out.n, out.g0, out.C, out.E = m, self.g0, self.C[:m, :m], self.E[:m, :m]
         return out
 
@@ -132,9 +134,10 @@ def site_values(st: SiteState, bars: dict, Pa: int, center=False) -> np.ndarray:
             + (st.z * phi) @ f_ / st.g0 + np.einsum("ij,sij->s", A_, dphi_dr) + np.einsum("ij,sij->s", B_, dg_du))
 
 
-def site_adjoint(st: SiteState, bars: dict, Pa: int, center=False):
+def site_adjoint(st: SiteState, bars: dict, Pa: int, center=False, factors=False):
     """(lambda, Gamma) per site: lambda = dO/d(u, r) (S, 2n) and Gamma = M^T Q M^T (S, 2n, 2n),
-    whose blocks carry the memories' explicit part (module docstring)."""
+    whose blocks carry the memories' explicit part (module docstring). ``factors``: also
+    (rows, W) with Gamma = M^T[:, rows] W, rows the non-zero rows of Q and W = Q[rows] M^T."""
     n, g0, C, E = st.n, st.g0, st.C, st.E
     p, z, M = st.p, st.z, st.M
     phi, g = p[0], st.g
@@ -160,13 +163,14 @@ def site_adjoint(st: SiteState, bars: dict, Pa: int, center=False):
     rows = np.flatnonzero(np.concatenate([np.any(B_ != 0, axis=1) | np.any(A_ != 0, axis=1),
                                           np.any(B_ != 0, axis=1)]))
     MT = M.transpose(0, 2, 1)
-    Gam = MT[:, :, rows] @ (Q[:, rows] @ MT)
+    W = Q[:, rows] @ MT
+    Gam = MT[:, :, rows] @ W
     Ghh, Ghz, Gzh = Gam[:, :n, :n], Gam[:, :n, n:], Gam[:, n:, :n]
     cA = np.einsum("ab,sab->sb", C, Ghh)
     xh += g0 * (p[3] * z * cA + p[2] * np.einsum("ab,sab->sb", C, Ghz) + p[2] * np.einsum("ab,sab->sb", E, Gzh))
     xz += g0 * p[2] * cA
     lam = np.einsum("sxa,sx->sa", M, np.concatenate([xh, xz], axis=1))
-    return lam, Gam
+    return (lam, Gam, rows, W) if factors else (lam, Gam)
 
 
 def layer_outputs(u, r, C, E, g0, Pa, phis, wt, center=False) -> LayerOutputs:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from .site_adjoint import SiteState, center_f_cotangent, site_adjoint
+from .site_price_kernel import add_response_hessian
 
 
 def _T(X):
@@ -35,44 +36,65 @@ def _right(A, B):
     return (A.reshape(-1, A.shape[-1]) @ B).reshape(A.shape[:-1] + (B.shape[1],))
 
 
-def _response_hessian(st: SiteState, A_, B_, N):
-    """gamma0^-2 (Y + Y^T) and gamma0^-1 (Xp + Xp^T) parts of the responses' x-Hessian, as
-    (S, 2n, 2n) with x = (h, z): Y[i, k] = tr(Q^T M J_i M J_k M), Xp[i, k] = -tr(Q_i^T M J_k M),
-    each up to the powers of -gamma0 that J_i carries."""
-    n, C, E, p, z, M = st.n, st.C, st.E, st.p, st.z, st.M
-    S = z.shape[0]
+def response_parts(st: SiteState, A_, B_, MC, ME, NC, NE):
+    """The n-column factors of the responses' x-Hessian, (S, 2n, n) each: MUh, MU2 (M applied
+    to J's column derivatives), NUh, NU2 (N = M Q^T M applied to them), Mqa, Mqb (M applied to
+    the response weights' row derivatives)."""
+    n, p, z, M = st.n, st.p, st.z, st.M
     p3z = p[3] * z
     # dJ/dh_j = -gamma0 (Uh_j e_hj^T + U2_j e_zj^T), dJ/dz_j = -gamma0 U2_j e_hj^T, with
     # Uh_j = phi''' z c_j + phi'' e_j, U2_j = phi'' c_j, c_j = (C[:, j], 0), e_j = (0, E[:, j])
-    MC, ME = _right(M[:, :, :n], C), _right(M[:, :, n:], E)
     MUh, MU2 = MC * p3z[:, None, :] + ME * p[2][:, None, :], MC * p[2][:, None, :]
-    NC, NE = _right(N[:, :, :n], C), _right(N[:, :, n:], E)
     NUh, NU2 = NC * p3z[:, None, :] + NE * p[2][:, None, :], NC * p[2][:, None, :]
-    h, zz = slice(0, n), slice(n, 2 * n)
+    # Q's rows depend on their own index: d/dh_j gives qa_j = (phi''' z B_j, phi'' A_j) on row h_j
+    # and qb_j = (phi'' B_j, 0) on row z_j; d/dz_j gives qb_j on row h_j. Mqa, Mqb = M qa, M qb.
+    MB, MA = _columns(M[:, :, :n], B_), _columns(M[:, :, n:], A_)
+    return MUh, MU2, NUh, NU2, MB * p3z[:, None, :] + MA * p[2][:, None, :], MB * p[2][:, None, :]
+
+
+def response_hessian_numpy(parts, g0):
+    """gamma0^2 (Y + Y^T) + gamma0 (X + X^T), (S, 2n, 2n), x = (h, z): Y[i, k] =
+    tr(Q^T M J_i M J_k M) and X[i, k] = -tr(Q_i^T M J_k M), each without the powers of -gamma0
+    that J_i carries. The readable reference of ``site_price_kernel.add_response_hessian``."""
+    MUh, MU2, NUh, NU2, Mqa, Mqb = parts
+    S, m, n = MUh.shape
+    h, zz = slice(0, n), slice(n, m)
     tr = lambda A: np.ascontiguousarray(_T(A))                   # noqa: E731  (S, n, 2n)
-    NUhT, NU2T = tr(NUh), tr(NU2)
-    Y = np.empty((S, 2 * n, 2 * n))
+    NUhT, NU2T, MqaT, MqbT = tr(NUh), tr(NU2), tr(Mqa), tr(Mqb)
+    Y = np.empty((S, m, m))
     Y[:, h, h] = (MUh[:, h] * NUhT[:, :, h] + MU2[:, h] * NUhT[:, :, zz]
                   + MUh[:, zz] * NU2T[:, :, h] + MU2[:, zz] * NU2T[:, :, zz])
     Y[:, h, zz] = MU2[:, h] * NUhT[:, :, h] + MU2[:, zz] * NU2T[:, :, h]
     Y[:, zz, h] = MUh[:, h] * NU2T[:, :, h] + MU2[:, h] * NU2T[:, :, zz]
     Y[:, zz, zz] = MU2[:, h] * NU2T[:, :, h]
-    # Q's rows depend on their own index: d/dh_j gives qa_j = (phi''' z B_j, phi'' A_j) on row h_j
-    # and qb_j = (phi'' B_j, 0) on row z_j; d/dz_j gives qb_j on row h_j. Mqa, Mqb = M qa, M qb.
-    MB, MA = _right(M[:, :, :n], B_.T), _right(M[:, :, n:], A_.T)
-    MqaT, MqbT = tr(MB * p3z[:, None, :] + MA * p[2][:, None, :]), tr(MB * p[2][:, None, :])
-    X = np.empty((S, 2 * n, 2 * n))
+    X = np.empty((S, m, m))
     X[:, h, h] = (MqaT[:, :, h] * MUh[:, h] + MqbT[:, :, h] * MUh[:, zz]
                   + MqaT[:, :, zz] * MU2[:, h] + MqbT[:, :, zz] * MU2[:, zz])
     X[:, h, zz] = MqaT[:, :, h] * MU2[:, h] + MqbT[:, :, h] * MU2[:, zz]
     X[:, zz, h] = MqbT[:, :, h] * MUh[:, h] + MqbT[:, :, zz] * MU2[:, h]
     X[:, zz, zz] = MqbT[:, :, h] * MU2[:, h]
-    return Y + _T(Y), X + _T(X), NC, NE
+    return g0**2 * (Y + _T(Y)) + g0 * (X + _T(X))
 
 
-def source_hessian_x(st: SiteState, bars: dict, Pa: int, center=False):
+def _columns(M, B):
+    """M B^T per site, (S, 2n, n), through B's non-zero rows (one time slice's, for a group)."""
+    out = np.zeros(M.shape[:2] + (B.shape[0],))
+    rows = np.flatnonzero(np.any(B != 0, axis=1))
+    out[:, :, rows] = _right(M, B[rows].T)
+    return out
+
+
+def memory_products(st: SiteState):
+    """(M C, M E) per site, (S, 2n, n) each: column j is M applied to J's column direction
+    (C[:, j], 0), resp. (0, E[:, j]); they depend on the sites only, not on the bars."""
+    n, M = st.n, st.M
+    return _right(M[:, :, :n], st.C), _right(M[:, :, n:], st.E)
+
+
+def source_hessian_x(st: SiteState, bars: dict, Pa: int, center=False, adjoint=None, products=None):
     """(d2 O / dx dx + gamma0 lambda . K'') per site, (S, 2n, 2n): the middle of the source
-    Hessian M^T (.) M (module docstring)."""
+    Hessian M^T (.) M (module docstring). ``adjoint``: ``site_adjoint(..., factors=True)`` of
+    these bars, ``products``: ``memory_products(st)``, when the caller has them."""
     n, g0, C, E = st.n, st.g0, st.C, st.E
     p, z, M = st.p, st.z, st.M
     zero = np.zeros((n, n))
@@ -80,9 +102,11 @@ def source_hessian_x(st: SiteState, bars: dict, Pa: int, center=False):
     f_ = bars.get("f", np.zeros(n))
     if center:
         f_ = center_f_cotangent(f_, Pa)
-    lam, Gam = site_adjoint(st, bars, Pa, center)
-    Ysym, Xsym, NC, NE = _response_hessian(st, A_, B_, _T(Gam))     # N = M Q^T M = Gamma^T
-    H = g0**2 * Ysym + g0 * Xsym
+    lam, _, rows, W = adjoint or site_adjoint(st, bars, Pa, center, factors=True)
+    MC, ME = products or memory_products(st)
+    # N = M Q^T M = Gamma^T = W^T M[rows], so N C = W^T (M C)[rows]: O(rows n^2)
+    NC, NE = _T(W) @ MC[:, rows], _T(W) @ ME[:, rows]
+    H = add_response_hessian(*response_parts(st, A_, B_, MC, ME, NC, NE), g0, np.zeros((z.shape[0], 2 * n, 2 * n)))
     # the kernels' own second derivatives: dense blocks
     h, zz = slice(0, n), slice(n, 2 * n)
     Ps, Gs = Phi_ + Phi_.T, G_ + G_.T

@@ -1,0 +1,174 @@
+"""(I - D')^{-T} c for deep nonlinear nets in one pass over the frontier groups (THEORY.md §3).
+
+``NonlinearOperator.backward`` (the reference) applies a whole layer VJP per frontier group:
+O(sites n^3) each, (steps + 1)(2L + 1) of them per observable. Every cotangent a group puts
+on its layer is linear in that group's bars, and the substitution only ever reads it at the
+coordinates of later groups (earlier in time). So ``Sweep`` keeps, per layer and site, the
+sums of what the processed groups contribute,
+
+    lambda (2n)       the source gradient,
+    Gamma (2n x 2n)   M^T Q M^T of the response weights,
+    H (2n x 2n)       the middle of Price's source Hessian M^T H M (``deep.site_price``),
+
+each group adding its own (cut to the steps up to its slice, causality), and reads off only
+what the next group needs: rows and columns of the memories' cotangents at one time slice,
+O(P_all n) per site, and of the source covariances', M[:, slice]^T H M, O(P_all n^2). A group's
+own terms cost O(P_all n^2) per site for the kernels and responses, plus the elementwise
+n x n products of the responses' x-Hessian: an observable costs O(steps P_all n^2) per site
+instead of O(steps n^3). Memory: three (2n)^2 arrays per layer and site.
+Equal to the reference to rounding (tests/test_nonlinear_matrix_free.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .site_adjoint import site_adjoint
+from .site_price import memory_products, source_hessian_x
+
+
+class Sweep:
+    """Substitution with I - D' by accumulation, for the operator ``op`` (a NonlinearOperator)."""
+
+    def __init__(self, op):
+        self.op = op
+        self.products = [memory_products(ly.state) for ly in op.layers]
+
+    def backward(self, c: dict) -> dict:
+        """u = (I - D')^{-T} c, the same as ``op.backward(c)``."""
+        op = self.op
+        u = {name: np.zeros_like(v, dtype=float) for name, v in c.items()}
+        acc = [self._zeros(ly) for ly in op.layers]
+        for k in range(op.T1 - 1, -1, -1):
+            for group in reversed(op.groups(k)):
+                reads = self._read(acc, group, k)
+                for name, mask in group.items():
+                    u[name][mask] = c[name][mask] + reads.get(name, 0.0 * u[name])[mask]
+                self._accumulate(acc, group, u, k)
+        return u
+
+    def _zeros(self, ly):
+        S, m = ly.state.M.shape[:2]
+        return {"lam": np.zeros((S, m)), "Gam": np.zeros((S, m, m)),
+                "H": np.zeros((S, m, m)) if ly.price else None}
+
+    # -- a group's own contribution to its layer --------------------------------------------
+    def _accumulate(self, acc, group, u, k):
+        op = self.op
+        g0, n, Pa = op.g0, op.n, op.Pa
+        name = next(iter(group))
+        l = op.L if name == "f" else int(name.lstrip("PhiG"))
+        bars = {}
+        for key, mask in group.items():
+            v = u[key] * mask
+            if key[0] in "AB":
+                v = v / g0                                     # A^l = <d phi / d r> / gamma0
+            bars["f" if key == "f" else key.rstrip("0123456789")] = v
+        if not any(np.any(v) for v in bars.values()):
+            return
+        ly, a = op.layers[l - 1], acc[l - 1]
+        nk = (k + 1) * Pa
+        keep = np.r_[0:nk, n:n + nk]
+        st = ly.state.leading(nk)
+        bars = {key: (v[:nk, :nk] if v.ndim == 2 else v[:nk]) for key, v in bars.items()}
+        adjoint = site_adjoint(st, bars, Pa, ly.center, factors=True)
+        a["lam"][:, keep] += adjoint[0]
+        _add_leading(a["Gam"], adjoint[1], n, nk)
+        if ly.price:
+            MC, ME = self.products[l - 1]
+            products = (MC[:, keep, :nk], ME[:, keep, :nk])
+            _add_leading(a["H"], source_hessian_x(st, bars, Pa, ly.center, adjoint=adjoint, products=products), n, nk)
+
+    # -- what the accumulated groups put on one group's coordinates ---------------------------
+    def _read(self, acc, group, k):
+        op = self.op
+        L, n = op.L, op.n
+        rows = np.flatnonzero(op.t_of == k)
+        out = {}
+        for name in group:
+            if name == "f":
+                out["f"] = self._f(acc, rows)
+            elif name.startswith("Phi"):                      # input of layer l + 1 (X, C)
+                l = int(name[3:])
+                if l < L:
+                    Cr, X = self._memory_row(acc[l], l + 1, "C", rows), self._price_rows(acc[l], l + 1, "u", rows)
+                    out[name] = self._on_slice(X, rows) + _row(Cr * op.W[rows], rows, n)
+            elif name.startswith("A"):                        # C_{l+1} = A^l + ...
+                l = int(name[1:])
+                out[name] = _row(self._memory_row(acc[l], l + 1, "C", rows), rows, n)
+            elif name.startswith("G"):                        # input of layer l - 1 (Y, E)
+                l = int(name[1:])
+                if l > 1:
+                    Er, Y = self._memory_row(acc[l - 2], l - 1, "E", rows), self._price_rows(acc[l - 2], l - 1, "r", rows)
+                    out[name] = self._on_slice(Y, rows) + _row(Er * op.W[rows], rows, n)
+            else:                                             # B^l: E_l = B^l + ...
+                l = int(name[1:])
+                out[name] = _row(self._memory_row(acc[l - 1], l, "E", rows), rows, n)
+        return out
+
+    def _memory_row(self, a, l, kind, rows):
+        """Rows ``rows`` of layer l's accumulated memory cotangent C_ (kind 'C') or E_ ('E')."""
+        op = self.op
+        n, ly = op.n, op.layers[l - 1]
+        st, wt = ly.state, ly.wt
+        lam, Gam, p = a["lam"], a["Gam"], st.p
+        if kind == "C":
+            part = (lam[:, rows, None] * st.g[:, None, :] + Gam[:, rows, :n] * (p[2] * st.z)[:, None, :]
+                    + Gam[:, rows, n:] * p[1][:, None, :])
+        else:
+            part = lam[:, n + rows, None] * p[0][:, None, :] + Gam[:, n + rows, :n] * p[1][:, None, :]
+        return op.g0 * np.tensordot(wt, part, axes=1)
+
+    def _memory_column(self, a, l, kind, cols):
+        """Columns ``cols`` of layer l's accumulated C_ or E_ (n, |cols|)."""
+        op = self.op
+        n, ly = op.n, op.layers[l - 1]
+        st, wt = ly.state, ly.wt
+        lam, Gam, p = a["lam"], a["Gam"], st.p
+        if kind == "C":
+            part = (lam[:, :n, None] * st.g[:, None, cols] + Gam[:, :n, cols] * (p[2] * st.z)[:, None, cols]
+                    + Gam[:, :n, n + cols] * p[1][:, None, cols])
+        else:
+            part = lam[:, n:, None] * p[0][:, None, cols] + Gam[:, n:, cols] * p[1][:, None, cols]
+        return op.g0 * np.tensordot(wt, part, axes=1)
+
+    def _price_rows(self, a, l, kind, rows):
+        """Rows ``rows`` of layer l's accumulated X_ (kind 'u') or Y_ ('r'): 1/2 <M_k^T H M_k>."""
+        op = self.op
+        n, ly = op.n, op.layers[l - 1]
+        M = ly.state.M
+        Mk = M[:, :, :n] if kind == "u" else M[:, :, n:]
+        left = np.swapaxes(Mk[:, :, rows], 1, 2) @ a["H"]      # (S, |rows|, 2n)
+        return 0.5 * np.tensordot(ly.wt, left @ Mk, axes=1)
+
+    def _on_slice(self, R, rows):
+        """A symmetric matrix's rows ``rows`` (given) placed as those rows and columns."""
+        n = self.op.n
+        out = np.zeros((n, n))
+        out[rows] = R
+        out[:, rows] = R.T
+        return out
+
+    def _f(self, acc, cols):
+        """f(k)'s cotangent: W(t, s) = eta 1[s<t] Delta(s) with dDelta = -df (training points)."""
+        op = self.op
+        out = np.zeros(op.n)
+        for l, (ly, a) in enumerate(zip(op.layers, acc), start=1):
+            Cc, Ec = self._memory_column(a, l, "C", cols), self._memory_column(a, l, "E", cols)
+            Cc, Ec = Cc * op.strict[:, cols], Ec * op.weak[:, cols]
+            out[cols] += -op.eta * op.train[cols] * (np.einsum("ij,ij->j", Cc, ly.X[:, cols] * op.lower[:, cols])
+                                                     + np.einsum("ij,ij->j", Ec, ly.Y[:, cols] * op.lower[:, cols]))
+        return out
+
+
+def _add_leading(A, B, n, nk):
+    """A (S, 2n, 2n) += B (S, 2nk, 2nk) on the indices (h, z) of the first nk: four block slices."""
+    for a, b in ((0, 0), (n, nk)):
+        for c, d in ((0, 0), (n, nk)):
+            A[:, a:a + nk, c:c + nk] += B[:, b:b + nk, d:d + nk]
+
+
+def _row(R, rows, n):
+    """(|rows|, n) placed as rows ``rows`` of an n x n matrix."""
+    out = np.zeros((n, n))
+    out[rows] = R
+    return out
