@@ -24,7 +24,8 @@
    propagator on the same sites (``python benchmarks/bench_deep_rich.py tanh-bias``).
 7. The matrix-free reference for deep nonlinear nets (``deep.nonlinear_matrix_free``) against
    the dense propagator on the same sites (``python benchmarks/bench_deep_rich.py
-   tanh-matrix-free``).
+   tanh-matrix-free``), and one observable by its accumulating sweep up to L = 3, P = 4,
+   T = 50 (``python benchmarks/bench_deep_rich.py tanh-sweep``).
 
 Run: ``python benchmarks/bench_deep_rich.py``. Nothing here is asserted in tests.
 """
@@ -72,6 +73,21 @@ def _case(kind, L, P, T, samples, queue):
         t0 = time.perf_counter()                  # the propagator alone
         solve = solve_deep_propagator if kind == "tanh-propagator" else solve_nonlinear_matrix_free
         solve(net, data, grid, saddle, samples=samples)
+    elif kind == "tanh-sweep":
+        from symdmft.deep.nonlinear_matrix_free import NonlinearOperator
+        from symdmft.deep.nonlinear_sweep import Sweep
+        from symdmft.deep.rich import solve_rich_sampled
+        from symdmft.runtime.samplers import make_rule
+        from threadpoolctl import threadpool_limits
+        net = sd.mlp(L, "tanh", 1.0)
+        saddle = solve_rich_sampled(net, data, grid, samples=8192)
+        t0 = time.perf_counter()                  # N Var f(T) at the first point alone
+        with threadpool_limits(1):
+            op = NonlinearOperator(net, saddle, grid, P, lambda l, dim: make_rule(dim, samples, 7919 * l, "qmc"))
+            c = op.zeros()
+            c["f"][T * P] = 1.0
+            var = op.kappa([Sweep(op).backward(c)])[0, 0]
+        print(f"  N Var f(T) = {var:.4f}")
     else:
         sd.deep.solve_linear_propagator(sd.mlp(L, "linear", 1.0), data, grid)
     seconds = time.perf_counter() - t0
@@ -135,6 +151,16 @@ def tanh_matrix_free():
               f"matrix-free reference {m:.1f} s, peak {gib:.2f} GiB (ratio {m / d:.0f})")
 
 
+def tanh_sweep():
+    """One observable (N Var f at the last step, first point) by the accumulating sweep
+    (``deep.nonlinear_sweep``), tanh L = 3, P = 4, 512 sites per layer, growing T up to the
+    issue's 50: O(T P n^2) per site, memory three (2n)^2 arrays per layer and site."""
+    for T in (5, 11, 23, 50):
+        s, gib = measure("tanh-sweep", 3, 4, T, 512)
+        print(f"tanh sweep L = 3, P = 4, T = {T} (n = {(T + 1) * 4}), 512 sites, one observable: "
+              f"{s:.1f} s, peak {gib:.2f} GiB")
+
+
 def linear_propagators():
     for T in (5, 9, 13):
         s, _ = measure("dense", 2, 1, T, 0)
@@ -173,7 +199,7 @@ def tanh_bias():
 
 if __name__ == "__main__":
     import sys
-    sections = {"propagator": tanh_propagator, "tanh-matrix-free": tanh_matrix_free,
+    sections = {"propagator": tanh_propagator, "tanh-matrix-free": tanh_matrix_free, "tanh-sweep": tanh_sweep,
                 "linear-propagator": linear_propagators,
                 "linear-bias": linear_bias, "tanh-bias": tanh_bias}
     sections.get(sys.argv[1] if sys.argv[1:] else "", main)()

@@ -16,15 +16,17 @@ and both factors come from per-site derivatives of the layers' site averages:
   of the causal frontier's order (time slice k descending; within it f(k), the backward
   chain G^l, B^{l-1} for l = 1..L, the forward chain Phi^l, A^l for l = L..1): a group's u is
   final once every group that depends on it is done, and its D'^T adds only to earlier groups.
+  This is the reference: one layer VJP per group, O(sites n^3) each, (steps + 1)(2L + 1) per
+  observable. ``solve_nonlinear_matrix_free`` uses the same substitution by accumulation
+  (``deep.nonlinear_sweep``: O(steps P_all n^2) per site and observable), equal to it to
+  rounding.
 * ``kappa``: u_a kappa' u_b summed over layers (``deep.site_noise``): the conjugate placement
   of u is the linear one (``linear_operator._hat``), w on the kernels and f, and
   -u(A^l)^T / gamma0^2, -u(B^{l-1})^T / gamma0^2 on the anti-causal memories E_l, C_l.
 
 Every layer uses the dense propagator's sites (same rule and source root), so the two agree
-to rounding (tests/test_nonlinear_matrix_free.py). It is the reference of the matrix-free
-structure, not a fast one: each group costs one layer VJP, O(sites n^3) with dense site
-Jacobians (Price included, ``deep.site_price``), and an observable needs (steps + 1)(2L + 1)
-of them (docs/deep_fluctuations.md: the costs, and what a fast version needs).
+to rounding (tests/test_nonlinear_matrix_free.py). The cost is per observable, so this pays
+where the dense Hessian does not fit and a few observables are wanted (docs/deep_fluctuations.md).
 """
 from __future__ import annotations
 
@@ -192,7 +194,9 @@ def solve_nonlinear_matrix_free(net, data, grid, saddle: RichResult, samples: in
     rounding) but by adjoint substitution and kappa' products instead of the dense Hessian,
     for chosen observables only: N Cov f between the points and steps of ``f_steps``, the
     kernels' and the NTK's N Var at ``kernel_steps`` (None: every step; () : none; or a list
-    of steps); NaN elsewhere. The cost is per observable (module docstring)."""
+    of steps); NaN elsewhere. The cost is per observable, ~n^3 per site (n = (steps+1) P_all;
+    tanh L = 3, P = 4, 50 steps, 512 sites: ten minutes each), and the memory ~4 (2n)^2 numbers
+    per site and layer (12.9 GiB there): ``samples`` is bounded by memory at large n."""
     check_inputs(net, data, grid, saddle, samples, seed, sampler)
     f_at, k_at = _steps(f_steps, "f_steps", grid.steps), _steps(kernel_steps, "kernel_steps", grid.steps)
     make_rule_for = rule or (lambda l, dim: make_rule(dim, samples, seed + 7919 * l, sampler))

@@ -19,7 +19,7 @@ kernels and the NTK on training points). For a linear activation this is the act
 ``deep.linear_action`` (the site averages are then Gaussian and exact with a Gauss-Hermite
 rule); for L = 1 it is the two-layer propagator of ``sd.solve``. Dense on purpose: H has about
 (4L - 1) ((steps+1) P_all)^2 + 2L ((steps+1) P_all)^2 rows; ``deep.nonlinear_matrix_free`` gives
-the same numbers without it (a slower reference so far: docs/deep_fluctuations.md).
+the same numbers without it, per chosen observable (docs/deep_fluctuations.md).
 """
 from __future__ import annotations
 

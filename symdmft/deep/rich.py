@@ -98,9 +98,9 @@ def solve_rich(net, data, grid, samples: int = 40_000, seed: int = 0, sampler: s
     if n > PROPAGATOR_N:
         res.params["fluctuations"] = (f"(steps+1) P_all = {n} > {PROPAGATOR_N}: the dense propagator of "
                                       f"deep nonlinear nets (deep.propagator) costs ~(2n)^5 per site; "
-                                      f"call it directly for larger problems (its matrix-free "
-                                      f"counterpart, deep.nonlinear_matrix_free, is a slower "
-                                      f"reference so far)")
+                                      f"call it directly for larger problems, or "
+                                      f"sd.deep.solve_nonlinear_matrix_free for chosen "
+                                      f"observables (its cost is per observable)")
         return res
     from .propagator import solve_deep_propagator
     saddle = res

@@ -156,14 +156,15 @@ def site_adjoint(st: SiteState, bars: dict, Pa: int, center=False, factors=False
     xz += p[2] * rBh
     # -<Gamma, dJ>: Gamma = M^T Q M^T, through Q's non-zero rows only (a time slice's, when
     # the bars are one frontier group's): O(rows n^2) per site instead of O(n^3)
-    Q = np.zeros((z.shape[0], 2 * n, 2 * n))
-    Q[:, :n, :n] = (p[2] * z)[:, :, None] * B_
-    Q[:, n:, :n] = p[1][:, :, None] * B_
-    Q[:, :n, n:] = p[1][:, :, None] * A_
-    rows = np.flatnonzero(np.concatenate([np.any(B_ != 0, axis=1) | np.any(A_ != 0, axis=1),
-                                          np.any(B_ != 0, axis=1)]))
+    hrows = np.flatnonzero(np.any(B_ != 0, axis=1) | np.any(A_ != 0, axis=1))
+    zrows = np.flatnonzero(np.any(B_ != 0, axis=1))
+    rows = np.concatenate([hrows, n + zrows])
+    Q = np.zeros((z.shape[0], rows.size, 2 * n))               # Q's non-zero rows only
+    Q[:, :hrows.size, :n] = (p[2] * z)[:, hrows, None] * B_[hrows]
+    Q[:, :hrows.size, n:] = p[1][:, hrows, None] * A_[hrows]
+    Q[:, hrows.size:, :n] = p[1][:, zrows, None] * B_[zrows]
     MT = M.transpose(0, 2, 1)
-    W = Q[:, rows] @ MT
+    W = Q @ MT
     Gam = MT[:, :, rows] @ W
     Ghh, Ghz, Gzh = Gam[:, :n, :n], Gam[:, :n, n:], Gam[:, n:, :n]
     cA = np.einsum("ab,sab->sb", C, Ghh)
