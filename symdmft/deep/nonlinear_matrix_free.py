@@ -37,27 +37,25 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..runtime.samplers import make_rule
-from .linear_tangents import _Layout, saddle_geometry
 from .linear_matrix_free import _kernel_rows, _kernel_specs, check_kernel_steps
+from .linear_tangents import _Layout, saddle_geometry
+from .nonlinear_sweep import Sweep
 from .propagator import check_inputs
 from .rich_result import RichResult
 from .site_action import layer_source_rule
 from .site_adjoint import SiteState, state_vjp
 from .site_noise import layer_noise
-from .nonlinear_sweep import Sweep
 from .site_price import price_cotangents
 
 
 @dataclass(eq=False)
 class _Layer:
+    """One layer at the saddle: its source covariances X, Y, its sites (``state``: fields,
+    memories C, E and M = J^{-1}) with their weights."""
     X: np.ndarray
     Y: np.ndarray
-    C: np.ndarray
-    E: np.ndarray
-    u: np.ndarray
-    r: np.ndarray
     wt: np.ndarray
-    center: bool
+    center: bool            # the output f is centred (last layer of a centred net)
     state: SiteState
     price: tuple            # source kinds whose covariance is an order parameter
 
@@ -85,8 +83,8 @@ class NonlinearOperator:
             s = rule.zeta @ U.T
             u, r = s[:, :n], s[:, n:]
             kinds, center = ("u",) * (l > 1) + ("r",) * (l < L), net.center and l == L
-            self.layers.append(_Layer(X, Y, C, E, u, r, rule.weights, center,
-                                      SiteState(u, r, C, E, self.g0, Pa, self.phis), kinds))
+            self.layers.append(_Layer(X, Y, rule.weights, center, SiteState(u, r, C, E, self.g0, Pa, self.phis),
+                                      kinds))
 
     def zeros(self) -> dict:
         return {name: v[0] for name, v in self.zeros_v(1).items()}
