@@ -106,31 +106,25 @@ class Sweep:
                 out[name] = _row(self._memory_row(acc[l - 1], l, "E", rows), rows, n)
         return out
 
-    def _memory_row(self, a, l, kind, rows):
-        """Rows ``rows`` of layer l's accumulated memory cotangent C_ (kind 'C') or E_ ('E')."""
+    def _memory_block(self, a, l, kind, rows, cols):
+        """Layer l's accumulated memory cotangent C_ (kind 'C') or E_ ('E') on ``rows`` x
+        ``cols`` (index arrays): gamma0 <lambda_a F_b + Gamma terms> (``deep.site_adjoint``)."""
         op = self.op
         n, ly = op.n, op.layers[l - 1]
-        st, wt = ly.state, ly.wt
-        lam, Gam, p = a["lam"], a["Gam"], st.p
-        if kind == "C":
-            part = (lam[:, rows, None] * st.g[:, None, :] + Gam[:, rows, :n] * (p[2] * st.z)[:, None, :]
-                    + Gam[:, rows, n:] * p[1][:, None, :])
-        else:
-            part = lam[:, n + rows, None] * p[0][:, None, :] + Gam[:, n + rows, :n] * p[1][:, None, :]
-        return op.g0 * np.tensordot(wt, part, axes=1)
+        st, lam, Gam, p = ly.state, a["lam"], a["Gam"], ly.state.p
+        R, K = rows[:, None], cols[None, :]
+        if kind == "C":                                        # C_ij acts through g_j on u_i
+            part = (lam[:, rows, None] * st.g[:, None, cols] + Gam[:, R, K] * (p[2] * st.z)[:, None, cols]
+                    + Gam[:, R, n + K] * p[1][:, None, cols])
+        else:                                                  # E_ij acts through phi(h_j) on r_i
+            part = lam[:, n + rows, None] * p[0][:, None, cols] + Gam[:, n + R, K] * p[1][:, None, cols]
+        return op.g0 * np.tensordot(ly.wt, part, axes=1)
+
+    def _memory_row(self, a, l, kind, rows):
+        return self._memory_block(a, l, kind, rows, np.arange(self.op.n))
 
     def _memory_column(self, a, l, kind, cols):
-        """Columns ``cols`` of layer l's accumulated C_ or E_ (n, |cols|)."""
-        op = self.op
-        n, ly = op.n, op.layers[l - 1]
-        st, wt = ly.state, ly.wt
-        lam, Gam, p = a["lam"], a["Gam"], st.p
-        if kind == "C":
-            part = (lam[:, :n, None] * st.g[:, None, cols] + Gam[:, :n, cols] * (p[2] * st.z)[:, None, cols]
-                    + Gam[:, :n, n + cols] * p[1][:, None, cols])
-        else:
-            part = lam[:, n:, None] * p[0][:, None, cols] + Gam[:, n:, cols] * p[1][:, None, cols]
-        return op.g0 * np.tensordot(wt, part, axes=1)
+        return self._memory_block(a, l, kind, np.arange(self.op.n), cols)
 
     def _price_rows(self, a, l, kind, rows):
         """Rows ``rows`` of layer l's accumulated X_ (kind 'u') or Y_ ('r'): 1/2 <M_k^T H M_k>."""
