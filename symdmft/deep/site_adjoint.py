@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .site_jets import forward
+from .site_jets import forward, site_jacobian
 
 
 @dataclass(eq=False)
@@ -77,16 +77,10 @@ class SiteState:
     the 4th for Price (``deep.site_price``)."""
 
     def __init__(self, u, r, C, E, g0, Pa, phis):
-        S, n = u.shape
         self.h, self.z = forward(u, r, C, E, g0, Pa, phis)
         self.p = [f(self.h) for f in phis[:5]]
-        p, z = self.p, self.z
-        J = np.broadcast_to(np.eye(2 * n), (S, 2 * n, 2 * n)).copy()
-        J[:, :n, :n] -= g0 * C[None] * (p[2] * z)[:, None, :]
-        J[:, :n, n:] -= g0 * C[None] * p[1][:, None, :]
-        J[:, n:, :n] -= g0 * E[None] * p[1][:, None, :]
-        self.M = np.linalg.inv(J)                              # (S, 2n x, 2n s)
-        self.n, self.g0, self.C, self.E = n, g0, C, E
+        self.M = np.linalg.inv(site_jacobian(self.p, self.z, C, E, g0))   # (S, 2n x, 2n s)
+        self.n, self.g0, self.C, self.E = u.shape[1], g0, C, E
 
     def leading(self, m: int) -> "SiteState":
         """The same sites restricted to the first m indices (the steps up to some k): by

@@ -55,6 +55,17 @@ def forward(u, r, C, E, g0, Pa, phis):
     return h, z
 
 
+def site_jacobian(p, z, C, E, g0):
+    """J = I - gamma0 K'(x) per site, (S, 2n, 2n): rows the equations (u, r), columns (h, z);
+    ``p`` = (phi, phi', phi'', ...) at h."""
+    S, n = z.shape
+    J = np.broadcast_to(np.eye(2 * n), (S, 2 * n, 2 * n)).copy()
+    J[:, :n, :n] -= g0 * C[None] * (p[2] * z)[:, None, :]
+    J[:, :n, n:] -= g0 * C[None] * p[1][:, None, :]
+    J[:, n:, :n] -= g0 * E[None] * p[1][:, None, :]
+    return J
+
+
 def _bilinear(p, z, vh, vz, wh, wz, C, E):
     """K''[v, w] for field vectors v, w with site axis first and the field index second.
 
@@ -84,11 +95,7 @@ def site_jets(u, r, C, E, g0, Pa, phis, third=()) -> Jets:
     S, n = u.shape
     h, z = forward(u, r, C, E, g0, Pa, phis)
     p = [f(h) for f in phis]
-    J = np.broadcast_to(np.eye(2 * n), (S, 2 * n, 2 * n)).copy()
-    J[:, :n, :n] -= g0 * C[None] * (p[2] * z)[:, None, :]
-    J[:, :n, n:] -= g0 * C[None] * p[1][:, None, :]
-    J[:, n:, :n] -= g0 * E[None] * p[1][:, None, :]
-    R = np.linalg.inv(J)                                      # (S, 2n field, 2n source)
+    R = np.linalg.inv(site_jacobian(p, z, C, E, g0))         # (S, 2n field, 2n source)
     x1 = R
     h1, z1 = x1[:, :n], x1[:, n:]
     e = lambda a, k: a.reshape(a.shape + (1,) * k)              # noqa: E731  (S, n) -> (S, n, 1, ..)
