@@ -43,7 +43,7 @@ from .nonlinear_sweep import Sweep
 from .propagator import check_inputs
 from .rich_result import RichResult
 from .site_action import layer_source_rule
-from .site_adjoint import SiteState, state_vjp
+from .site_adjoint import SiteState, site_adjoint, state_vjp
 from .site_noise import layer_noise
 from .site_price import price_cotangents
 
@@ -99,27 +99,23 @@ class NonlinearOperator:
     def vjp(self, y: dict, k: int | None = None) -> dict:
         """D'^T y, on q' (A strictly causal, B causal). ``k``: y lives on time slices <= k, so
         only the first (k + 1) P_all indices of every layer are involved (causality)."""
-        L, g0, n = self.L, self.g0, self.n
+        L, n = self.L, self.n
         m = n if k is None else (k + 1) * self.Pa
         lead = lambda a: a[:m, :m] if a.ndim == 2 else a[:m]       # noqa: E731
         out = self.zeros()
         for l, ly in enumerate(self.layers, start=1):
-            bars = {"Phi": y[f"Phi{l}"], "G": y[f"G{l}"]}
-            if l < L:
-                bars["A"] = y[f"A{l}"] / g0                   # A^l = <d phi / d r> / gamma0
-            if l > 1:
-                bars["B"] = y[f"B{l - 1}"] / g0
-            if l == L:
-                bars["f"] = y["f"]
+            bars = self.layer_bars(y, l)
             if not any(np.any(b) for b in bars.values()):
                 continue
             bars = {key: lead(b) for key, b in bars.items()}
             st = ly.state if m == n else ly.state.leading(m)
-            cot = state_vjp(st, bars, ly.wt, self.Pa, ly.center)
+            adjoint = site_adjoint(st, bars, self.Pa, ly.center, factors=True)
+            cot = state_vjp(st, bars, ly.wt, self.Pa, ly.center, adjoint=adjoint)
             Cb, Eb = np.zeros((n, n)), np.zeros((n, n))
             Cb[:m, :m], Eb[:m, :m] = cot.C, cot.E
             Cb, Eb = Cb * self.strict, Eb * self.weak
-            price = price_cotangents(st, bars, ly.wt, self.Pa, ly.center, ly.price) if ly.price else {}
+            price = (price_cotangents(st, bars, ly.wt, self.Pa, ly.center, ly.price, adjoint=adjoint)
+                     if ly.price else {})
             if l > 1:
                 out[f"A{l - 1}"] += Cb
                 out[f"Phi{l - 1}"] += Cb * self.W
@@ -135,6 +131,24 @@ class NonlinearOperator:
             out[f"A{l}"] *= self.strict
             out[f"B{l}"] *= self.weak
         return out
+
+    def layer_bars(self, y: dict, l: int) -> dict:
+        """The pairing of layer l's outputs with y (a vector over q'): the bars of
+        ``deep.site_adjoint`` (A^l = <d phi / d r> / gamma0, B^{l-1} = <d g / d u> / gamma0)."""
+        bars = {"Phi": y[f"Phi{l}"], "G": y[f"G{l}"]}
+        if l < self.L:
+            bars["A"] = y[f"A{l}"] / self.g0
+        if l > 1:
+            bars["B"] = y[f"B{l - 1}"] / self.g0
+        if l == self.L:
+            bars["f"] = y["f"]
+        return bars
+
+    @staticmethod
+    def group_layer(group: dict, L: int) -> int:
+        """The layer whose outputs a frontier group (``groups``) holds: Phi^l, A^l; G^l, B^{l-1}; f (L)."""
+        name = next(iter(group))
+        return L if name == "f" else int(name.lstrip("PhiG"))
 
     def groups(self, k: int) -> list:
         """The q' entries of time slice k in the causal frontier's order, as {name: mask}."""

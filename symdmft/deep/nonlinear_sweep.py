@@ -55,15 +55,12 @@ class Sweep:
     # -- a group's own contribution to its layer --------------------------------------------
     def _accumulate(self, acc, group, u, k):
         op = self.op
-        g0, n, Pa = op.g0, op.n, op.Pa
-        name = next(iter(group))                               # Phi{l}, G{l} or f: the group's layer
-        l = op.L if name == "f" else int(name.lstrip("PhiG"))
-        bars = {}
+        n, Pa = op.n, op.Pa
+        l = op.group_layer(group, op.L)
+        y = op.zeros()
         for key, mask in group.items():
-            v = u[key] * mask
-            if key[0] in "AB":
-                v = v / g0                                     # A^l = <d phi / d r> / gamma0
-            bars["f" if key == "f" else key.rstrip("0123456789")] = v
+            y[key] = u[key] * mask
+        bars = op.layer_bars(y, l)
         if not any(np.any(v) for v in bars.values()):
             return
         ly, a = op.layers[l - 1], acc[l - 1]

@@ -189,10 +189,11 @@ def layer_vjp(u, r, C, E, g0, Pa, phis, wt, bars: dict, center=False, state=None
     return state_vjp(state or SiteState(u, r, C, E, g0, Pa, phis), bars, wt, Pa, center)
 
 
-def state_vjp(st: SiteState, bars: dict, wt, Pa: int, center=False) -> LayerCotangent:
-    """``layer_vjp`` on the sites of ``st`` (which may be ``SiteState.leading``)."""
+def state_vjp(st: SiteState, bars: dict, wt, Pa: int, center=False, adjoint=None) -> LayerCotangent:
+    """``layer_vjp`` on the sites of ``st`` (which may be ``SiteState.leading``); ``adjoint``:
+    ``site_adjoint`` of these bars, when the caller has it."""
     n, g0, p, phi, g = st.n, st.g0, st.p, st.p[0], st.g
-    lam, Gam = site_adjoint(st, bars, Pa, center)
+    lam, Gam = (adjoint or site_adjoint(st, bars, Pa, center))[:2]
     Ghh, Ghz, Gzh = Gam[:, :n, :n], Gam[:, :n, n:], Gam[:, n:, :n]
     wl = lam * wt[:, None]
     C_ = g0 * (wl[:, :n].T @ g + np.einsum("s,sab,sb->ab", wt, Ghh, p[2] * st.z)

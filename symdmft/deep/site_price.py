@@ -135,11 +135,13 @@ def source_hessian_x(st: SiteState, bars: dict, Pa: int, center=False, adjoint=N
     return H
 
 
-def price_cotangents(st: SiteState, bars: dict, wt, Pa: int, center=False, kinds=("u", "r")) -> dict:
+def price_cotangents(st: SiteState, bars: dict, wt, Pa: int, center=False, kinds=("u", "r"),
+                     adjoint=None) -> dict:
     """{'u': X_, 'r': Y_} (n, n): 1/2 sum_s wt_s d_k d_l O_s over each kind's sources;
-    ``bars`` as in ``site_adjoint.layer_vjp``; ``st`` built with phi to its 4th derivative."""
+    ``bars`` as in ``site_adjoint.layer_vjp``; ``st`` built with phi to its 4th derivative;
+    ``adjoint`` as in ``source_hessian_x``."""
     n, M = st.n, st.M
-    H = source_hessian_x(st, bars, Pa, center)
+    H = source_hessian_x(st, bars, Pa, center, adjoint=adjoint)
     out = {}
     for kind in kinds:
         Mk = M[:, :, :n] if kind == "u" else M[:, :, n:]
