@@ -78,30 +78,23 @@ class Sweep:
 
     # -- what the accumulated groups put on one group's coordinates ---------------------------
     def _read(self, acc, group, k):
+        """D'^T of the accumulated groups on this group's coordinates. Phi^l, A^l are inputs of
+        layer l + 1 (X = Phi^l, C = A^l + W o Phi^l), G^l, B^{l-1} of layer l - 1 (Y = G^l,
+        E = B^{l-1} + W o G^l), f of every layer (through W)."""
         op = self.op
-        L, n = op.L, op.n
-        rows = np.flatnonzero(op.t_of == k)
-        out = {}
-        for name in group:
-            if name == "f":
-                out["f"] = self._f(acc, rows)
-            elif name.startswith("Phi"):                      # input of layer l + 1 (X, C)
-                l = int(name[3:])
-                if l < L:
-                    Cr, X = self._memory_row(acc[l], l + 1, "C", rows), self._price_rows(acc[l], l + 1, "u", rows)
-                    out[name] = self._on_slice(X, rows) + _row(Cr * op.W[rows], rows, n)
-            elif name.startswith("A"):                        # C_{l+1} = A^l + ...
-                l = int(name[1:])
-                out[name] = _row(self._memory_row(acc[l], l + 1, "C", rows), rows, n)
-            elif name.startswith("G"):                        # input of layer l - 1 (Y, E)
-                l = int(name[1:])
-                if l > 1:
-                    Er, Y = self._memory_row(acc[l - 2], l - 1, "E", rows), self._price_rows(acc[l - 2], l - 1, "r", rows)
-                    out[name] = self._on_slice(Y, rows) + _row(Er * op.W[rows], rows, n)
-            else:                                             # B^l: E_l = B^l + ...
-                l = int(name[1:])
-                out[name] = _row(self._memory_row(acc[l - 1], l, "E", rows), rows, n)
-        return out
+        n, rows = op.n, np.flatnonzero(op.t_of == k)
+        l = op.group_layer(group, op.L)
+        if "f" in group:
+            return {"f": self._f(acc, rows)}
+        forward = f"Phi{l}" in group
+        user = l + 1 if forward else l - 1                      # the layer that reads them
+        if not 1 <= user <= op.L:
+            return {}
+        kernel, response = (f"Phi{l}", f"A{l}") if forward else (f"G{l}", f"B{l - 1}")
+        memory = self._memory_row(acc[user - 1], user, "C" if forward else "E", rows)
+        price = self._price_rows(acc[user - 1], user, "u" if forward else "r", rows)
+        return {kernel: self._on_slice(price, rows) + _row(memory * op.W[rows], rows, n),
+                response: _row(memory, rows, n)}
 
     def _memory_block(self, a, l, kind, rows, cols):
         """Layer l's accumulated memory cotangent C_ (kind 'C') or E_ ('E') on ``rows`` x
