@@ -29,8 +29,9 @@ from .rich_result import RichResult
 KERNEL_STEPS = 11
 
 
-def check_kernel_steps(kernel_steps, steps: int) -> np.ndarray:
-    """The steps at which kernel variances are computed; ValueError naming the parameter."""
+def check_kernel_steps(kernel_steps, steps: int, name: str = "kernel_steps") -> np.ndarray:
+    """The steps at which kernel variances are computed; ValueError naming the parameter
+    (``name``: how the caller calls it)."""
     if kernel_steps is None:
         if steps + 1 <= KERNEL_STEPS:
             return np.arange(steps + 1)
@@ -40,7 +41,7 @@ def check_kernel_steps(kernel_steps, steps: int) -> np.ndarray:
     ks = np.asarray(kernel_steps)
     if ks.ndim != 1 or ks.size == 0 or not np.issubdtype(ks.dtype, np.integer) \
             or ks.min() < 0 or ks.max() > steps:
-        raise ValueError(f"kernel_steps must be None, 'all' or a non-empty list of integer steps in "
+        raise ValueError(f"{name} must be None, 'all' or a non-empty list of integer steps in "
                          f"[0, {steps}], got {kernel_steps!r}")
     return np.unique(ks)
 

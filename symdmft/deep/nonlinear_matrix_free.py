@@ -193,10 +193,7 @@ def _steps(value, name: str, steps: int) -> np.ndarray:
         return np.arange(steps + 1)
     if isinstance(value, (list, tuple)) and len(value) == 0:
         return np.zeros(0, dtype=int)
-    try:
-        return check_kernel_steps(value, steps)
-    except ValueError as err:
-        raise ValueError(str(err).replace("kernel_steps", name)) from None
+    return check_kernel_steps(value, steps, name)
 
 
 def solve_nonlinear_matrix_free(net, data, grid, saddle: RichResult, samples: int = 2**14, seed: int = 0,
