@@ -16,7 +16,7 @@ import pytest
 import symdmft as sd
 from symdmft.deep.rich_responses import site_response
 from symdmft.deep.rich_site import LayerPaths
-from symdmft.deep.site_action import layer_hessian, layer_source_rule, truncated_root
+from symdmft.deep.site_action import layer_hessian, layer_source_rule
 from symdmft.deep.site_adjoint import SiteState, layer_outputs, layer_vjp
 from symdmft.deep.site_noise import layer_noise
 from symdmft.deep.site_price import price_cotangents
@@ -99,20 +99,25 @@ def test_vjp_matches_central_differences_of_the_layer_map(output):
         assert abs(fd - adj) <= 1e-7, (name, fd, adj)
 
 
+def _dense_case(seed=2, sites=256):
+    """A random causal layer, its dense Hessian (all blocks) and the same sites."""
+    rng, strict, weak, C, E, _, _, _ = _problem(2, 3, seed)
+    n = C.shape[0]
+    X, Y = (B @ B.T / n for B in rng.standard_normal((2, n, n)))
+    make = lambda dim: make_rule(dim, sites, 0, "qmc")  # noqa: E731
+    H = layer_hessian(PHIS, G0, X, Y, C, E, 2, make, center=True)
+    U, rule = layer_source_rule(X, Y, make)
+    s = rule.zeta @ U.T
+    return rng, strict, weak, C, E, s[:, :n], s[:, n:], rule.weights, H
+
+
 def test_vjp_equals_the_dense_layer_hessians_memory_columns():
     """On the dense Hessian's own sites and source root: its w-theta block at causal theta is
     -d<psi>/dtheta, and its theta-theta' block (theta anti-causal, theta' causal) is
     gamma0 d<d_a F_theta>/dtheta', the response B^T (A^T for E) differentiated. Equal to
     rounding (measured 3e-15 on entries ~1); bound 1e-12 relative."""
-    rng, strict, weak, C, E, _, _, _ = _problem(2, 3, 2)
+    rng, strict, weak, C, E, u, r, wt, H = _dense_case(sites=512)
     n = C.shape[0]
-    X, Y = (B @ B.T / n for B in rng.standard_normal((2, n, n)))
-    rule = make_rule(2 * n, 512, 0, "qmc")
-    H = layer_hessian(PHIS, G0, X, Y, C, E, 2, lambda dim: rule, center=True, price=(), sort=False)
-    U = np.zeros((2 * n, 2 * n))
-    U[:n, :n], U[n:, n:] = truncated_root(X), truncated_root(Y)
-    s = rule.zeta @ U.T
-    u, r, wt = s[:, :n], s[:, n:], rule.weights
     m = 2 * n * n + n
     mem = slice(m + 2 * n * n, None)
     causal = np.concatenate([strict.ravel(), weak.ravel()])
@@ -128,18 +133,6 @@ def test_vjp_equals_the_dense_layer_hessians_memory_columns():
     ref = np.concatenate([Uc.ravel(), Ue.ravel()]) @ H[mem, mem][:, causal]
     got = G0 * flat(layer_vjp(u, r, C, E, G0, 2, PHIS, wt, {"B": Uc.T, "A": Ue.T}, center=True))
     assert np.max(np.abs(got - ref)) <= 1e-12 * np.max(np.abs(ref))
-
-
-def _dense_case(seed=2, sites=256):
-    """A random causal layer, its dense Hessian (all blocks) and the same sites."""
-    rng, strict, weak, C, E, _, _, _ = _problem(2, 3, seed)
-    n = C.shape[0]
-    X, Y = (B @ B.T / n for B in rng.standard_normal((2, n, n)))
-    make = lambda dim: make_rule(dim, sites, 0, "qmc")  # noqa: E731
-    H = layer_hessian(PHIS, G0, X, Y, C, E, 2, make, center=True)
-    U, rule = layer_source_rule(X, Y, make)
-    s = rule.zeta @ U.T
-    return rng, strict, weak, C, E, s[:, :n], s[:, n:], rule.weights, H
 
 
 def test_price_cotangents_equal_the_dense_source_covariance_blocks():
