@@ -29,6 +29,7 @@ import numpy as np
 from .linear_layer import LinearLayer
 from .linear_sweep import layer_inputs
 from .linear_tangents import _Layout, saddle_geometry
+from .site_adjoint import center_f, center_f_cotangent
 
 
 def tangent_inputs(v, l: int, L: int, zero):
@@ -79,18 +80,11 @@ class ActionOperator:
 
     def _center_out(self, f):
         """f -> T f, T f(t) = f(t) - f(0): the centred output (THEORY.md §1)."""
-        if not self.center:
-            return f
-        x = f.reshape(f.shape[0], self.T1, self.Pa)
-        return (x - x[:, :1]).reshape(f.shape)
+        return center_f(f, self.Pa) if self.center else f
 
     def _center_in(self, f):
         """f -> T^T f."""
-        if not self.center:
-            return f
-        x = f.reshape(f.shape[0], self.T1, self.Pa).copy()
-        x[:, 0] -= x.sum(axis=1)
-        return x.reshape(f.shape)
+        return center_f_cotangent(f, self.Pa) if self.center else f
 
     # -- the saddle map's derivative D and its transpose -----------------------------------
     def jvp(self, dv):

@@ -60,15 +60,16 @@ class LayerCotangent:
 
 
 def center_f(f: np.ndarray, Pa: int) -> np.ndarray:
-    """f(t) - f(0) on the flat index t Pa + mu."""
-    return f - np.tile(f[:Pa], f.size // Pa)
+    """f(t) - f(0) on the last axis, flat index t Pa + mu (leading axes: a batch)."""
+    x = f.reshape(f.shape[:-1] + (-1, Pa))
+    return (x - x[..., :1, :]).reshape(f.shape)
 
 
 def center_f_cotangent(f_bar: np.ndarray, Pa: int) -> np.ndarray:
     """The transpose of ``center_f``: the t = 0 entries pay for every later step."""
-    out = f_bar.copy()
-    out[:Pa] -= f_bar.reshape(-1, Pa).sum(axis=0)
-    return out
+    x = f_bar.reshape(f_bar.shape[:-1] + (-1, Pa)).copy()
+    x[..., 0, :] -= x.sum(axis=-2)
+    return x.reshape(f_bar.shape)
 
 
 class SiteState:
